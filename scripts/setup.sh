@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment: Python 3.10, pip inside it (TFX runs
+# `pip install --target` at run time), the pinned lock, and this project as an editable package.
+# Idempotent: a stamp holding the hash of the lock and of pyproject.toml skips the install when
+# nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+find_python310() {
+  # PATH first (a pyenv shim that does not select 3.10 fails the version check), then pyenv's versions.
+  local exe pyenv_root
+  pyenv_root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+  for exe in "$(command -v python3.10 || true)" "$pyenv_root"/versions/3.10*/bin/python3.10; do
+    if [ -x "$exe" ] && "$exe" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
+      echo "$exe"; return 0
+    fi
+  done
+  return 1
+}
+
+stamp_value() { cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1; }
+
+if [ -x "$VENV/bin/python" ] && [ -f "$VENV/.setup-stamp" ] && [ "$(cat "$VENV/.setup-stamp")" = "$(stamp_value)" ]; then
+  echo "setup: $VENV is up to date"
+  exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! PY=$(find_python310); then
+    echo "setup: no Python 3.10 found; install one (e.g. 'pyenv install 3.10' or 'apt-get install python3.10-venv') and re-run" >&2
+    exit 1
+  fi
+  echo "setup: creating $VENV with $PY"
+  "$PY" -m venv "$VENV"
+fi
+
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv==0.13.9
+"$VENV/bin/python" -m uv pip install --python "$VENV/bin/python" --quiet -r requirements.txt
+"$VENV/bin/python" -m uv pip install --python "$VENV/bin/python" --quiet --no-deps -e .
+stamp_value > "$VENV/.setup-stamp"
+echo "setup: $VENV ready ($("$VENV/bin/python" --version))"

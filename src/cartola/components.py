@@ -1,0 +1,128 @@
+"""Custom TFX pieces: the data validation gate and an atomic, integer-versioned Pusher."""
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List
+
+from absl import logging
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.utils import io_utils, proto_utils
+
+from cartola.errors import DataValidationError
+
+ANOMALIES_FILE = "SchemaDiff.pb"
+_VERSION = re.compile(r"^\d+$")
+
+
+def read_anomalies(artifact: types.Artifact) -> Dict[str, anomalies_pb2.Anomalies]:
+    """Anomalies per split of an ExampleAnomalies artifact."""
+    result = {}
+    for split in artifact_utils.decode_split_names(artifact.split_names):
+        path = os.path.join(artifact_utils.get_split_uri([artifact], split), ANOMALIES_FILE)
+        result[split] = anomalies_pb2.Anomalies.FromString(io_utils.read_bytes_file(path))
+    return result
+
+
+def describe_anomalies(per_split: Dict[str, anomalies_pb2.Anomalies]) -> List[str]:
+    """One line per anomaly: split, feature, kind, description."""
+    lines = []
+    for split, anomalies in sorted(per_split.items()):
+        for feature, info in sorted(anomalies.anomaly_info.items()):
+            kinds = ", ".join(anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
+                              for reason in info.reason) or "UNKNOWN"
+            lines.append(f"[{split}] feature {feature!r}: {kinds}: {info.description}")
+        if anomalies.HasField("dataset_anomaly_info"):
+            info = anomalies.dataset_anomaly_info
+            kinds = ", ".join(anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
+                              for reason in info.reason) or "UNKNOWN"
+            lines.append(f"[{split}] dataset: {kinds}: {info.description}")
+    return lines
+
+
+@component
+def DataValidationGate(  # pylint: disable=invalid-name
+        anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
+    """Fail the run when ExampleValidator recorded any anomaly (it only records them)."""
+    lines = describe_anomalies(read_anomalies(anomalies))
+    if lines:
+        raise DataValidationError(
+            f"data validation failed with {len(lines)} anomal{'y' if len(lines) == 1 else 'ies'}"
+            " (see ExampleValidator output " + anomalies.uri + "):\n  " + "\n  ".join(lines))
+    logging.info("Data validation passed: no anomalies.")
+
+
+def model_versions(base: Path) -> List[int]:
+    """Integer versions present under a model's serving folder, ascending."""
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and _VERSION.match(p.name))
+
+
+def _same_model(model_path: Path, version_path: Path) -> bool:
+    """SavedModel fingerprints match: the candidate is already served under that version."""
+    ours, theirs = model_path / "fingerprint.pb", version_path / "fingerprint.pb"
+    return ours.is_file() and theirs.is_file() and ours.read_bytes() == theirs.read_bytes()
+
+
+def publish_model(model_path: Path, base: Path) -> tuple:
+    """Copy a SavedModel to ``base/<n+1>`` atomically; returns (version, pushed).
+
+    The copy goes to a hidden temporary folder (TF Serving ignores non-numeric names) in the
+    same file system, then one ``rename`` makes it visible. If another writer took the
+    version first, the rename fails and the next number is tried. A model whose fingerprint
+    equals the latest version's is not pushed again.
+    """
+    base.mkdir(parents=True, exist_ok=True)
+    versions = model_versions(base)
+    if versions and _same_model(model_path, base / str(versions[-1])):
+        return versions[-1], False
+    staging = base / f".staging-{uuid.uuid4().hex}"
+    shutil.copytree(model_path, staging)
+    try:
+        version = (versions[-1] if versions else 0) + 1
+        while True:
+            try:
+                os.rename(staging, base / str(version))
+                return version, True
+            except OSError:
+                if not (base / str(version)).exists():
+                    raise
+                version += 1
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+class AtomicPushExecutor(pusher_executor.Executor):
+    """Pusher executor writing ``<base_directory>/<1, 2, ...>`` with an atomic rename."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            logging.info("Model not blessed: serving folder left unchanged.")
+            self._MarkNotPushed(model_push)
+            return
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        base = Path(destination.filesystem.base_directory)
+        version, pushed = publish_model(Path(self.GetModelPath(input_dict)), base)
+        if not pushed:
+            logging.info("Blessed model is identical to version %d: nothing pushed.", version)
+            self._MarkNotPushed(model_push)
+            return
+        logging.info("Model pushed to %s", base / str(version))
+        self._MarkPushed(model_push, pushed_destination=str(base / str(version)),
+                         pushed_version=str(version))

@@ -1,0 +1,1 @@
+"""Features, preprocessing and model of the propensity model (TFX user code)."""

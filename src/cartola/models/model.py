@@ -1,0 +1,131 @@
+"""Trainer's ``run_fn``: a tf_keras model, logistic regression by default.
+
+The exported SavedModel embeds the Transform graph and has two signatures:
+
+* ``serving_default``: ``examples`` = serialized ``tf.Example`` protos of raw features (no
+  label needed); TF Serving, TFMA and batch scoring call this one.
+* ``predict_raw``: one float tensor per numeric feature and one string tensor per categorical
+  feature, by name; NaN (or '') marks a missing value.
+
+Both return ``{"probability": [batch, 1]}``, the PRO probability.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict
+
+# TFX 1.16 expects Keras 2; TF 2.16 ships Keras 3 unless this is set before TF is imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# pylint: disable=wrong-import-position
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx_bsl.public import tfxio
+
+from cartola.models import features
+
+OUTPUT_KEY = "probability"
+
+
+def _dataset(file_pattern, data_accessor, tf_transform_output, spec, shuffle: bool):
+    return data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=spec["batch_size"], label_key=features.LABEL_KEY, num_epochs=1,
+            shuffle=shuffle, shuffle_seed=spec["seed"]),
+        tf_transform_output.transformed_metadata.schema)
+
+
+def build_model(spec: Dict[str, Any], tf_transform_output=None) -> tf_keras.Model:
+    """Transformed features -> optional hidden layers -> sigmoid unit."""
+    inputs, encoded = {}, []
+    for name in spec["numeric"]:
+        key = features.transformed_name(name)
+        inputs[key] = tf_keras.Input(shape=(1,), name=key, dtype=tf.float32)
+        encoded.append(inputs[key])
+    for name in spec["categorical"]:
+        key = features.transformed_name(name)
+        inputs[key] = tf_keras.Input(shape=(1,), name=key, dtype=tf.int64)
+        size = tf_transform_output.vocabulary_size_by_name(name) + spec["oov_buckets"]
+        encoded.append(tf_keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(
+            inputs[key]))
+    hidden = encoded[0] if len(encoded) == 1 else tf_keras.layers.Concatenate()(encoded)
+    for units in spec["hidden_units"]:
+        hidden = tf_keras.layers.Dense(units, activation="relu")(hidden)
+    output = tf_keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_KEY)(hidden)
+    model = tf_keras.Model(inputs=inputs, outputs=output)
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(learning_rate=spec["learning_rate"]),
+        loss="binary_crossentropy",
+        metrics=[tf_keras.metrics.AUC(name="auc")])
+    return model
+
+
+def _raw_spec_without_label(tf_transform_output, spec):
+    raw = dict(tf_transform_output.raw_feature_spec())
+    wanted = set(features.raw_features(spec))
+    return {name: feature for name, feature in raw.items() if name in wanted}
+
+
+def _to_raw_tensor(value: tf.Tensor, feature) -> Any:
+    """A by-name input (NaN or '' = missing) in the form the raw feature spec parses to."""
+    value = tf.reshape(value, [-1])
+    present = tf.math.is_finite(value) if value.dtype.is_floating else tf.not_equal(value, "")
+    if isinstance(feature, tf.io.FixedLenFeature):
+        if feature.dtype.is_integer:
+            value = tf.where(present, value, 0.0)  # validation keeps required ints complete
+        return tf.reshape(tf.cast(value, feature.dtype), [-1] + list(feature.shape))
+    indices = tf.where(present)
+    return tf.SparseTensor(
+        indices=tf.concat([indices, tf.zeros_like(indices)], axis=1),
+        values=tf.cast(tf.gather_nd(value, indices), feature.dtype),
+        dense_shape=tf.stack([tf.shape(value, out_type=tf.int64)[0], tf.constant(1, tf.int64)]))
+
+
+def add_signatures(model: tf_keras.Model, tf_transform_output, spec) -> Dict[str, Any]:
+    """Serving signatures that apply the Transform graph before the model."""
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = _raw_spec_without_label(tf_transform_output, spec)
+
+    def predict(raw: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+        transformed = model.tft_layer(raw)
+        model_inputs = {key: transformed[key] for key in model.input_names}
+        return {OUTPUT_KEY: model(model_inputs)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(serialized):
+        return predict(tf.io.parse_example(serialized, raw_spec))
+
+    by_name = [tf.TensorSpec([None], tf.float32, name=name) for name in spec["numeric"]] + [
+        tf.TensorSpec([None], tf.string, name=name) for name in spec["categorical"]]
+    names = features.raw_features(spec)
+
+    @tf.function(input_signature=by_name)
+    def serve_raw(*tensors):
+        return predict({name: _to_raw_tensor(tensor, raw_spec[name])
+                        for name, tensor in zip(names, tensors)})
+
+    return {"serving_default": serve_examples.get_concrete_function(),
+            "predict_raw": serve_raw.get_concrete_function()}
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    """TFX Trainer entry point; ``fn_args.custom_config`` is :func:`features.feature_spec`."""
+    spec = fn_args.custom_config
+    tf_keras.utils.set_random_seed(spec["seed"])
+    tf.config.experimental.enable_op_determinism()
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, True)
+    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
+                          False)
+    model = build_model(spec, tf_transform_output)
+    model.fit(
+        train, validation_data=evaluation, epochs=spec["max_epochs"], verbose=2,
+        callbacks=[
+            tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec["patience"],
+                                             restore_best_weights=True),
+            tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
+    model.save(fn_args.serving_model_dir, save_format="tf",
+               signatures=add_signatures(model, tf_transform_output, spec))

@@ -1,0 +1,1 @@
+"""Runners of the pipeline: local (LocalDagRunner) and Airflow (one node per task)."""
