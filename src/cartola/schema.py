@@ -61,6 +61,7 @@ def curate(schema, statistics, label: str, allow_negative: Iterable[str] = (),
             domain = feature.int_domain if feature.type == schema_pb2.INT else feature.float_domain
             for key, value in bounds.items():
                 setattr(domain, key, value)
+    del schema.string_domain[:]  # referenced only by the domains cleared above
     schema.dataset_constraints.min_examples_count = min_examples
     return schema
 

@@ -1,0 +1,240 @@
+"""Synthetic Cartola PRO users: a seeded, deterministic stand-in for the study's private data.
+
+One row per user: an ``id``, the binary label ``pro_target`` (1 = PRO subscriber) and the study's
+feature columns (Portuguese names, as in the study). The generator plants what the baseline
+(``refactored_code``) is meant to find:
+
+* the label is a logistic function of ``anos_como_pro``, ``avg_3`` and ``avg_4`` clipped at 1,
+  ``escalacoes``, ``norm_escalacao`` and ``log1p(tempo_desperd)``, plus unobserved noise;
+* seven columns are, after the baseline's transforms, near-linear combinations of others
+  (``interacoes_g1``, ``norm_rodadas``, ``rel_pont``, ``dif_melhoria``, ``iteracao_atletismo``,
+  ``max_camp``, ``anos_desde_criacao``), so VIF elimination removes exactly them;
+* the remaining columns are correlated with the users' engagement but carry no signal of
+  their own, so pruning by coefficient drops them;
+* long-tailed counts, missing values, a few negative sentinels and malformed ``pixels`` strings.
+
+Rows are generated in fixed-size chunks, each from its own seed derived from ``(seed, chunk)``,
+so a file of any size is reproducible, memory stays bounded, and a smaller sample is a prefix of
+a larger one with the same seed.
+
+Regenerate the shipped sample with ``python -m cartola.sample_data`` (see ``--help``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import numpy as np
+import pandas as pd
+
+from cartola.config import load_config
+
+DEFAULT_ROWS = 20_000
+DEFAULT_SEED = 42
+CHUNK_ROWS = 50_000
+FILE_NAME = "cartola_sample.csv"
+
+ID_COLUMN = "id"
+LABEL = "pro_target"
+COLUMNS = [
+    ID_COLUMN, "anos_como_pro", "anos_desde_criacao", "escalacoes", "norm_escalacao",
+    "norm_rodadas", "avg_3", "avg_4", "tempo_desperd", "interacoes", "interacoes_g1",
+    "iteracao_volei", "iteracao_atletismo", "instagram_num", "facebook_num", "min_camp",
+    "max_camp", "rel_pont", "dif_melhoria", "pixels", LABEL,
+]
+# Integer-valued columns; pandas' nullable Int64 keeps them integers in the CSV when cells
+# are missing.
+INTEGER_COLUMNS = [
+    ID_COLUMN, "anos_como_pro", "anos_desde_criacao", "escalacoes", "interacoes",
+    "interacoes_g1", "iteracao_volei", "iteracao_atletismo", "instagram_num", "facebook_num",
+    LABEL,
+]
+# Share of missing cells per column. The label and five of the six model features stay
+# complete; tempo_desperd gets a few gaps and negative sentinels, as in production logs.
+MISSING_RATES = {
+    "anos_desde_criacao": 0.02, "norm_rodadas": 0.02, "tempo_desperd": 0.03,
+    "interacoes": 0.04, "interacoes_g1": 0.04, "iteracao_volei": 0.06,
+    "iteracao_atletismo": 0.06, "instagram_num": 0.12, "facebook_num": 0.10,
+    "min_camp": 0.03, "max_camp": 0.03, "rel_pont": 0.02, "dif_melhoria": 0.02,
+    "pixels": 0.04,
+}
+# Share of cells replaced by the -1 sentinel some clients log for "unknown".
+NEGATIVE_RATES = {"tempo_desperd": 0.01, "interacoes": 0.005}
+MALFORMED_PIXEL_RATE = 0.02
+
+SCREENS = ["1920x1080", "1366x768", "1536x864", "1440x900", "1280x720", "2560x1440",
+           "390x844", "414x896", "360x800", "412x915"]
+SCREEN_WEIGHTS = [0.22, 0.12, 0.08, 0.05, 0.05, 0.04, 0.14, 0.10, 0.12, 0.08]
+MALFORMED_SCREENS = ["1920x", "x1080", "unknown", "1366*768", "0x0", "auto"]
+
+# Logistic model of the label on the six model features (clipped and log-transformed values).
+LABEL_INTERCEPT = -11.2
+LABEL_WEIGHTS = {
+    "anos_como_pro": 0.55, "ceil_avg_3": 3.2, "ceil_avg_4": 3.2, "escalacoes": 0.05,
+    "norm_escalacao": 2.4, "log_tempo_desperd": 0.65,
+}
+LABEL_NOISE = 0.8
+
+
+def _counts(log_values: np.ndarray) -> np.ndarray:
+    """Integer counts whose log1p is ``log_values`` (rounded, never negative)."""
+    return np.rint(np.expm1(np.maximum(log_values, 0.0))).astype(np.int64)
+
+
+def _chunk(rng: np.random.Generator, n_rows: int) -> pd.DataFrame:
+    """One chunk of clean (complete, well-formed) users."""
+    normal = rng.standard_normal
+    engagement = normal(n_rows)  # how much a user uses the app overall
+    skill = normal(n_rows)  # how well a user plays
+    loyalty = normal(n_rows)  # taste for paying
+
+    anos_como_pro = np.minimum(rng.poisson(np.exp(0.1 + 0.7 * loyalty)), 15)
+    escalacoes = rng.binomial(38, 1 / (1 + np.exp(-(0.4 + 0.9 * engagement + 0.3 * loyalty))))
+    norm_escalacao = 1 / (1 + np.exp(-(0.6 * skill + 0.5 * engagement + 0.7 * normal(n_rows))))
+    avg_3 = np.maximum(0.8 + 0.22 * (0.75 * skill + 0.66 * normal(n_rows)), 0.0)
+    avg_4 = np.maximum(0.8 + 0.22 * (0.75 * skill + 0.66 * normal(n_rows)), 0.0)
+    log_tempo = 4.0 + 0.6 * engagement + 0.8 * normal(n_rows)
+    log_interacoes = 3.0 + 0.6 * engagement + 0.8 * normal(n_rows)
+    log_volei = 1.8 + 0.3 * engagement + 0.9 * normal(n_rows)
+    log_instagram = np.maximum(1.2 + 0.9 * normal(n_rows), 0.0)
+    log_facebook = np.maximum(1.4 + 0.2 * engagement + 0.8 * normal(n_rows), 0.0)
+    min_camp = np.clip(0.35 + 0.1 * skill + 0.12 * normal(n_rows), 0.0, 1.0)
+
+    # Planted collinearity, on the scale the baseline sees (after log1p and clipping).
+    ceil_3, ceil_4 = np.minimum(avg_3, 1.0), np.minimum(avg_4, 1.0)
+    log_g1 = 0.7 * log_interacoes + 0.4 * log_tempo - 1.6 + 0.15 * normal(n_rows)
+    norm_rodadas = np.clip(0.5 * escalacoes / 38 + 0.5 * norm_escalacao
+                           + 0.03 * normal(n_rows), 0.0, 1.0)
+    rel_pont = 0.5 * ceil_3 + 0.5 * ceil_4 + 0.02 * normal(n_rows)
+    dif_melhoria = 0.8 * ceil_4 - 0.4 * norm_escalacao + 0.02 * normal(n_rows)
+    log_atletismo = 0.6 * log_volei + 0.5 * log_instagram + 0.15 * normal(n_rows)
+    max_camp = min_camp + 0.08 * log_facebook + 0.02 * normal(n_rows)
+    log_anos_criacao = 1.0 + 0.12 * anos_como_pro + 0.15 * log_interacoes + 0.08 * normal(n_rows)
+
+    tempo_desperd = np.round(np.expm1(log_tempo), 1)
+    logit = (LABEL_INTERCEPT
+             + LABEL_WEIGHTS["anos_como_pro"] * anos_como_pro
+             + LABEL_WEIGHTS["ceil_avg_3"] * ceil_3
+             + LABEL_WEIGHTS["ceil_avg_4"] * ceil_4
+             + LABEL_WEIGHTS["escalacoes"] * escalacoes
+             + LABEL_WEIGHTS["norm_escalacao"] * norm_escalacao
+             + LABEL_WEIGHTS["log_tempo_desperd"] * np.log1p(tempo_desperd)
+             + LABEL_NOISE * normal(n_rows))
+    label = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+
+    return pd.DataFrame({
+        "anos_como_pro": anos_como_pro,
+        "anos_desde_criacao": np.maximum(_counts(log_anos_criacao), anos_como_pro),
+        "escalacoes": escalacoes,
+        "norm_escalacao": np.round(norm_escalacao, 4),
+        "norm_rodadas": np.round(norm_rodadas, 4),
+        "avg_3": np.round(avg_3, 4),
+        "avg_4": np.round(avg_4, 4),
+        "tempo_desperd": tempo_desperd,
+        "interacoes": _counts(log_interacoes),
+        "interacoes_g1": _counts(log_g1),
+        "iteracao_volei": _counts(log_volei),
+        "iteracao_atletismo": _counts(log_atletismo),
+        "instagram_num": _counts(log_instagram),
+        "facebook_num": _counts(log_facebook),
+        "min_camp": np.round(min_camp, 4),
+        "max_camp": np.round(max_camp, 4),
+        "rel_pont": np.round(rel_pont, 4),
+        "dif_melhoria": np.round(dif_melhoria, 4),
+        "pixels": rng.choice(SCREENS, size=n_rows, p=SCREEN_WEIGHTS).astype(object),
+        LABEL: label,
+    })
+
+
+def _corrupt(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Add the defects of real logs: missing cells, -1 sentinels, malformed screen strings."""
+    n_rows = len(frame)
+    for column in INTEGER_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    for column, rate in NEGATIVE_RATES.items():
+        frame.loc[rng.random(n_rows) < rate, column] = -1
+    malformed = rng.random(n_rows) < MALFORMED_PIXEL_RATE
+    frame.loc[malformed, "pixels"] = rng.choice(MALFORMED_SCREENS, size=int(malformed.sum()))
+    for column, rate in MISSING_RATES.items():
+        frame.loc[rng.random(n_rows) < rate, column] = None
+    return frame
+
+
+def iter_chunks(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED,
+                chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Yield the sample in chunks of at most ``chunk_rows`` users, ids 1..n_rows.
+
+    Chunk ``k`` is drawn from ``SeedSequence(seed, spawn_key=(k,))`` and always generated at full
+    size (then truncated), so its rows do not depend on ``n_rows``.
+    """
+    if n_rows < 1:
+        raise ValueError(f"n_rows must be positive, got {n_rows}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    for index, start in enumerate(range(0, n_rows, chunk_rows)):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+        frame = _corrupt(_chunk(rng, chunk_rows), rng).iloc[:min(chunk_rows, n_rows - start)]
+        frame.insert(0, ID_COLUMN, pd.array(np.arange(start + 1, start + len(frame) + 1),
+                                            dtype="Int64"))
+        yield frame.reset_index(drop=True)[COLUMNS]
+
+
+def generate(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pd.DataFrame:
+    """The whole sample as one frame (use :func:`write_csv` for very large samples)."""
+    return pd.concat(list(iter_chunks(n_rows, seed)), ignore_index=True)
+
+
+def write_csv(path: os.PathLike, n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> Path:
+    """Write the sample to ``path`` chunk by chunk; the file appears only once complete.
+
+    The rows go to a hidden temporary file in the same folder (not ``*.csv``, so CsvExampleGen
+    never picks it up), which then replaces ``path`` atomically.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(  # pylint: disable=consider-using-with
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False,
+        newline="", encoding="utf-8")
+    try:
+        with handle:
+            for index, chunk in enumerate(iter_chunks(n_rows, seed)):
+                chunk.to_csv(handle, index=False, header=index == 0, lineterminator="\n")
+        os.chmod(handle.name, 0o644)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command line: write the sample CSV."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cartola.sample_data",
+        description="Write the synthetic Cartola PRO sample (deterministic for a given seed).")
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
+                        help=f"number of users (default {DEFAULT_ROWS})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"random seed (default {DEFAULT_SEED})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output CSV (default: <config data_dir>/{FILE_NAME})")
+    args = parser.parse_args(argv)
+    if args.rows < 1:
+        parser.error("--rows must be positive")
+    out = args.out or load_config().data_dir / FILE_NAME
+    try:
+        write_csv(out, args.rows, args.seed)
+    except OSError as err:
+        print(f"sample_data: cannot write {out}: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.rows} users to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared fixtures. End-to-end fixtures run the real pipeline once per session in a
+temporary project home (the repo's data and schema, everything else under tmp)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from cartola.config import Config, load_config  # pylint: disable=wrong-import-position
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_CSV = REPO / "data" / "cartola_sample.csv"
+SCHEMA = REPO / "schema" / "schema.pbtxt"
+
+
+def make_config(home: Path, **overrides) -> Config:
+    """A config rooted at ``home`` that ignores the caller's CARTOLA_* environment."""
+    values = {"project_home": str(home), "data_root": str(REPO / "data"),
+              "schema_path": str(SCHEMA)}
+    values.update(overrides)
+    return load_config(environ={}, **values)
+
+
+@pytest.fixture(scope="session")
+def pushed_project(tmp_path_factory):
+    """(config, result) after one real LocalDagRunner run on the sample data."""
+    from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
+    config = make_config(tmp_path_factory.mktemp("project"))
+    result = run_local(config)
+    assert result["pushed_version"] == 1, result
+    return config, result

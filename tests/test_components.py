@@ -1,0 +1,97 @@
+"""Atomic versioned publishing, the anomaly report and the KS metric's arithmetic."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from cartola.components import describe_anomalies, model_versions, publish_model
+from cartola.metrics import ks_from_matrices
+
+
+def _saved_model(path, fingerprint=b"fp-1"):
+    (path / "variables").mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"graph")
+    (path / "variables" / "variables.index").write_bytes(b"index")
+    (path / "fingerprint.pb").write_bytes(fingerprint)
+    return path
+
+
+def test_versions_increase_and_ignore_non_numeric(tmp_path):
+    base = tmp_path / "serving" / "m"
+    assert publish_model(_saved_model(tmp_path / "a"), base) == (1, True)
+    assert publish_model(_saved_model(tmp_path / "b", b"fp-2"), base) == (2, True)
+    (base / ".staging-leftover").mkdir()
+    (base / "notes").mkdir()
+    assert model_versions(base) == [1, 2]
+    assert (base / "2" / "variables" / "variables.index").read_bytes() == b"index"
+    assert not [p for p in base.iterdir() if p.name.startswith(".staging-") and
+                p.name != ".staging-leftover"]
+
+
+def test_identical_model_is_not_pushed_again(tmp_path):
+    base = tmp_path / "m"
+    model = _saved_model(tmp_path / "a")
+    assert publish_model(model, base) == (1, True)
+    assert publish_model(model, base) == (1, False)
+    assert model_versions(base) == [1]
+
+
+def test_taken_version_moves_to_next_number(tmp_path, monkeypatch):
+    """A concurrent writer that takes version N between listing and rename."""
+    base = tmp_path / "m"
+    publish_model(_saved_model(tmp_path / "a"), base)
+    import cartola.components as components  # pylint: disable=import-outside-toplevel
+    real = components.model_versions
+
+    def stale_listing(path):
+        (base / "2").mkdir(exist_ok=True)
+        (base / "2" / "saved_model.pb").write_bytes(b"other")
+        return real(path)[:1]
+    monkeypatch.setattr(components, "model_versions", stale_listing)
+    assert publish_model(_saved_model(tmp_path / "b", b"fp-2"), base) == (3, True)
+    assert (base / "2" / "saved_model.pb").read_bytes() == b"other"
+
+
+def test_failed_copy_leaves_nothing_visible(tmp_path):
+    base = tmp_path / "m"
+    with pytest.raises(OSError):
+        publish_model(tmp_path / "missing", base)
+    assert list(base.iterdir()) == []
+
+
+def test_describe_anomalies_names_feature_kind_and_split():
+    from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=import-outside-toplevel
+    anomalies = anomalies_pb2.Anomalies()
+    info = anomalies.anomaly_info["pro_target"]
+    info.description = "Unexpectedly large value: 2."
+    info.reason.add(type=anomalies_pb2.AnomalyInfo.INT_TYPE_BIG_INT)
+    anomalies.dataset_anomaly_info.description = "Low num examples in dataset."
+    anomalies.dataset_anomaly_info.reason.add(type=anomalies_pb2.AnomalyInfo.DATASET_LOW_NUM_EXAMPLES)
+    lines = describe_anomalies({"train": anomalies})
+    assert lines == [
+        "[train] feature 'pro_target': INT_TYPE_BIG_INT: Unexpectedly large value: 2.",
+        "[train] dataset: DATASET_LOW_NUM_EXAMPLES: Low num examples in dataset."]
+
+
+class _Matrices:  # the fields TFMA's binary_confusion_matrices.Matrices carries
+    def __init__(self, scores, labels, thresholds):
+        self.tp, self.fn, self.fp, self.tn = [], [], [], []
+        for threshold in thresholds:
+            predicted = scores > threshold
+            self.tp.append(float(np.sum(predicted & (labels == 1))))
+            self.fn.append(float(np.sum(~predicted & (labels == 1))))
+            self.fp.append(float(np.sum(predicted & (labels == 0))))
+            self.tn.append(float(np.sum(~predicted & (labels == 0))))
+
+
+def test_ks_from_matrices_matches_scipy():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 4000)
+    scores = np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0, 1)
+    expected = stats.ks_2samp(scores[labels == 1], scores[labels == 0]).statistic
+    thresholds = np.sort(np.unique(np.concatenate([[-1e-7], scores])))
+    assert ks_from_matrices(_Matrices(scores, labels, thresholds)) == pytest.approx(expected)
+
+
+def test_ks_is_nan_with_one_class():
+    scores = np.array([0.2, 0.8])
+    assert np.isnan(ks_from_matrices(_Matrices(scores, np.array([1, 1]), [0.5])))
