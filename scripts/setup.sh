@@ -28,7 +28,7 @@ fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   if ! PY=$(find_python310); then
-    echo "setup: no Python 3.10 found; install one (e.g. 'pyenv install 3.10' or 'apt-get install python3.10-venv') and re-run" >&2
+    echo "setup: no Python 3.10 found; TFX 1.16 needs it: install one (e.g. 'pyenv install 3.10', or your distribution's python3.10 with its venv module) and re-run" >&2
     exit 1
   fi
   echo "setup: creating $VENV with $PY"

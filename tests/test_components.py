@@ -39,7 +39,7 @@ def test_taken_version_moves_to_next_number(tmp_path, monkeypatch):
     """A concurrent writer that takes version N between listing and rename."""
     base = tmp_path / "m"
     publish_model(_saved_model(tmp_path / "a"), base)
-    import cartola.components as components  # pylint: disable=import-outside-toplevel
+    from cartola import components  # pylint: disable=import-outside-toplevel
     real = components.model_versions
 
     def stale_listing(path):
@@ -55,7 +55,7 @@ def test_failed_copy_leaves_nothing_visible(tmp_path):
     base = tmp_path / "m"
     with pytest.raises(OSError):
         publish_model(tmp_path / "missing", base)
-    assert list(base.iterdir()) == []
+    assert not list(base.iterdir())
 
 
 def test_describe_anomalies_names_feature_kind_and_split():
@@ -65,7 +65,8 @@ def test_describe_anomalies_names_feature_kind_and_split():
     info.description = "Unexpectedly large value: 2."
     info.reason.add(type=anomalies_pb2.AnomalyInfo.INT_TYPE_BIG_INT)
     anomalies.dataset_anomaly_info.description = "Low num examples in dataset."
-    anomalies.dataset_anomaly_info.reason.add(type=anomalies_pb2.AnomalyInfo.DATASET_LOW_NUM_EXAMPLES)
+    anomalies.dataset_anomaly_info.reason.add(
+        type=anomalies_pb2.AnomalyInfo.DATASET_LOW_NUM_EXAMPLES)
     lines = describe_anomalies({"train": anomalies})
     assert lines == [
         "[train] feature 'pro_target': INT_TYPE_BIG_INT: Unexpectedly large value: 2.",

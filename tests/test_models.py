@@ -1,4 +1,5 @@
 """preprocessing_fn and run_fn on small hand-made data (real tf.Transform and Keras)."""
+# pylint: disable=redefined-outer-name
 from __future__ import annotations
 
 import math

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, SAMPLE_CSV, make_config
+from conftest import REPO, SAMPLE_CSV
 from pipeline_helpers import examples_frame, executions_by_state, first_output, tree_digest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -129,7 +129,8 @@ def test_bad_data_stops_at_validation(pushed_project, tmp_path, corrupt, expecte
     assert executions_by_state(config)["Transform"][-1] != "RUNNING"
 
 
-@pytest.mark.parametrize("content, expected", [("", "empty file"), ("id,pro_target\n", "header only")])
+@pytest.mark.parametrize("content, expected",
+                         [("", "empty file"), ("id,pro_target\n", "header only")])
 def test_empty_input_file_is_rejected_before_the_run(pushed_project, tmp_path, content, expected):
     from cartola.errors import InputDataError  # pylint: disable=import-outside-toplevel
     from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel

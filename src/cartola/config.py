@@ -155,7 +155,7 @@ class Config:  # pylint: disable=too-many-instance-attributes
                 raise ConfigError(f"column {name!r} is the label or id and cannot be a feature")
         if self.train_buckets < 1 or self.eval_buckets < 1:
             raise ConfigError("train_buckets and eval_buckets must be >= 1")
-        if not self.metadata_uri.split("://")[0] in ("sqlite", "mysql", "postgresql"):
+        if self.metadata_uri.split("://", maxsplit=1)[0] not in ("sqlite", "mysql", "postgresql"):
             raise ConfigError(f"metadata_uri scheme not supported: {self.metadata_uri!r}")
         return self
 

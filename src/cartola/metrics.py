@@ -18,13 +18,12 @@ NUM_THRESHOLDS = 10000
 
 def ks_from_matrices(matrices) -> float:
     """Max |TPR - FPR| over the matrices' thresholds (NaN when a class is absent)."""
-    best = float("nan")
+    gaps = []
     for tp, fn, fp, tn in zip(matrices.tp, matrices.fn, matrices.fp, matrices.tn):
         if tp + fn == 0 or fp + tn == 0:
             return float("nan")
-        gap = abs(tp / (tp + fn) - fp / (fp + tn))
-        best = gap if best != best or gap > best else best  # NaN-safe max
-    return best
+        gaps.append(abs(tp / (tp + fn) - fp / (fp + tn)))
+    return max(gaps, default=float("nan"))
 
 
 def _ks(name: str = KS_NAME,
