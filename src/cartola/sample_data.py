@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,8 @@ DEFAULT_ROWS = 20_000
 DEFAULT_SEED = 42
 CHUNK_ROWS = 50_000
 FILE_NAME = "cartola_sample.csv"
+# Cartola FC launched in 2005: no account (nor PRO subscription) is older than this.
+MAX_ACCOUNT_YEARS = 20
 
 ID_COLUMN = "id"
 LABEL = "pro_target"
@@ -72,17 +74,38 @@ SCREEN_WEIGHTS = [0.22, 0.12, 0.08, 0.05, 0.05, 0.04, 0.14, 0.10, 0.12, 0.08]
 MALFORMED_SCREENS = ["1920x", "x1080", "unknown", "1366*768", "0x0", "auto"]
 
 # Logistic model of the label on the six model features (clipped and log-transformed values).
-LABEL_INTERCEPT = -11.2
+LABEL_INTERCEPT = -13.07
 LABEL_WEIGHTS = {
-    "anos_como_pro": 0.55, "ceil_avg_3": 3.2, "ceil_avg_4": 3.2, "escalacoes": 0.05,
-    "norm_escalacao": 2.4, "log_tempo_desperd": 0.65,
+    "anos_como_pro": 1.1, "ceil_avg_3": 3.7, "ceil_avg_4": 3.7, "escalacoes": 0.07,
+    "norm_escalacao": 2.75, "log_tempo_desperd": 0.75,
 }
-LABEL_NOISE = 0.8
+LABEL_NOISE = 0.6
+# Noise sd of a planted collinear column relative to each standardised parent.
+PLANTED_NOISE = 0.45
 
 
 def _counts(log_values: np.ndarray) -> np.ndarray:
     """Integer counts whose log1p is ``log_values`` (rounded, never negative)."""
     return np.rint(np.expm1(np.maximum(log_values, 0.0))).astype(np.int64)
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-values))
+
+
+def _planted(rng: np.random.Generator, columns: Dict[str, np.ndarray],
+             *parents: str) -> np.ndarray:
+    """Noisy sum of the named columns, each standardised first ("-name" enters negated).
+
+    Three parents per planted column, and no parent feeding more than two, keep the planted
+    column's VIF above its parents', so iterative elimination removes it and not them.
+    """
+    total = np.zeros(len(next(iter(columns.values()))))
+    for parent in parents:
+        values = columns[parent.lstrip("-")]
+        sign = -1.0 if parent.startswith("-") else 1.0
+        total += sign * (values - values.mean()) / values.std()
+    return (total + PLANTED_NOISE * rng.standard_normal(len(total))) / np.sqrt(len(parents))
 
 
 def _chunk(rng: np.random.Generator, n_rows: int) -> pd.DataFrame:
@@ -92,59 +115,61 @@ def _chunk(rng: np.random.Generator, n_rows: int) -> pd.DataFrame:
     skill = normal(n_rows)  # how well a user plays
     loyalty = normal(n_rows)  # taste for paying
 
-    anos_como_pro = np.minimum(rng.poisson(np.exp(0.1 + 0.7 * loyalty)), 15)
-    escalacoes = rng.binomial(38, 1 / (1 + np.exp(-(0.4 + 0.9 * engagement + 0.3 * loyalty))))
-    norm_escalacao = 1 / (1 + np.exp(-(0.6 * skill + 0.5 * engagement + 0.7 * normal(n_rows))))
-    avg_3 = np.maximum(0.8 + 0.22 * (0.75 * skill + 0.66 * normal(n_rows)), 0.0)
-    avg_4 = np.maximum(0.8 + 0.22 * (0.75 * skill + 0.66 * normal(n_rows)), 0.0)
-    log_tempo = 4.0 + 0.6 * engagement + 0.8 * normal(n_rows)
-    log_interacoes = 3.0 + 0.6 * engagement + 0.8 * normal(n_rows)
-    log_volei = 1.8 + 0.3 * engagement + 0.9 * normal(n_rows)
-    log_instagram = np.maximum(1.2 + 0.9 * normal(n_rows), 0.0)
-    log_facebook = np.maximum(1.4 + 0.2 * engagement + 0.8 * normal(n_rows), 0.0)
-    min_camp = np.clip(0.35 + 0.1 * skill + 0.12 * normal(n_rows), 0.0, 1.0)
+    # The baseline's view of each column (log1p, clipped) drives the label and the planted
+    # collinearity, so both hold on the scale the baseline sees.
+    base = {
+        "anos_como_pro": np.minimum(rng.poisson(np.exp(-0.6 + 1.1 * loyalty)),
+                                    MAX_ACCOUNT_YEARS),
+        "escalacoes": rng.binomial(38, _sigmoid(0.4 + 0.9 * engagement + 0.3 * loyalty)),
+        "norm_escalacao": _sigmoid(0.6 * skill + 0.5 * engagement + 0.7 * normal(n_rows)),
+        "avg_3": np.maximum(0.8 + 0.22 * (0.75 * skill + 0.66 * normal(n_rows)), 0.0),
+        "avg_4": np.maximum(0.8 + 0.22 * (0.75 * skill + 0.66 * normal(n_rows)), 0.0),
+        "tempo_desperd": np.round(np.expm1(4.0 + 0.6 * engagement + 0.8 * normal(n_rows)), 1),
+        "log_interacoes": 3.0 + 0.6 * engagement + 0.8 * normal(n_rows),
+        "log_volei": 1.8 + 0.3 * engagement + 0.9 * normal(n_rows),
+        "log_instagram": np.maximum(1.2 + 0.9 * normal(n_rows), 0.0),
+        "log_facebook": np.maximum(1.4 + 0.2 * engagement + 0.8 * normal(n_rows), 0.0),
+        "min_camp": np.clip(0.35 + 0.1 * skill + 0.12 * normal(n_rows), 0.0, 1.0),
+    }
+    base["ceil_avg_3"] = np.minimum(base["avg_3"], 1.0)
+    base["ceil_avg_4"] = np.minimum(base["avg_4"], 1.0)
+    base["log_tempo_desperd"] = np.log1p(base["tempo_desperd"])
 
-    # Planted collinearity, on the scale the baseline sees (after log1p and clipping).
-    ceil_3, ceil_4 = np.minimum(avg_3, 1.0), np.minimum(avg_4, 1.0)
-    log_g1 = 0.7 * log_interacoes + 0.4 * log_tempo - 1.6 + 0.15 * normal(n_rows)
-    norm_rodadas = np.clip(0.5 * escalacoes / 38 + 0.5 * norm_escalacao
-                           + 0.03 * normal(n_rows), 0.0, 1.0)
-    rel_pont = 0.5 * ceil_3 + 0.5 * ceil_4 + 0.02 * normal(n_rows)
-    dif_melhoria = 0.8 * ceil_4 - 0.4 * norm_escalacao + 0.02 * normal(n_rows)
-    log_atletismo = 0.6 * log_volei + 0.5 * log_instagram + 0.15 * normal(n_rows)
-    max_camp = min_camp + 0.08 * log_facebook + 0.02 * normal(n_rows)
-    log_anos_criacao = 1.0 + 0.12 * anos_como_pro + 0.15 * log_interacoes + 0.08 * normal(n_rows)
+    logit = LABEL_INTERCEPT + LABEL_NOISE * normal(n_rows) + sum(
+        weight * base[name] for name, weight in LABEL_WEIGHTS.items())
+    label = (rng.random(n_rows) < _sigmoid(logit)).astype(np.int64)
 
-    tempo_desperd = np.round(np.expm1(log_tempo), 1)
-    logit = (LABEL_INTERCEPT
-             + LABEL_WEIGHTS["anos_como_pro"] * anos_como_pro
-             + LABEL_WEIGHTS["ceil_avg_3"] * ceil_3
-             + LABEL_WEIGHTS["ceil_avg_4"] * ceil_4
-             + LABEL_WEIGHTS["escalacoes"] * escalacoes
-             + LABEL_WEIGHTS["norm_escalacao"] * norm_escalacao
-             + LABEL_WEIGHTS["log_tempo_desperd"] * np.log1p(tempo_desperd)
-             + LABEL_NOISE * normal(n_rows))
-    label = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-
+    # Drawn in this order (the order fixes the random stream, hence the shipped file).
+    planted = {name: _planted(rng, base, *parents) for name, parents in [
+        ("anos_desde_criacao", ("anos_como_pro", "log_interacoes", "log_tempo_desperd")),
+        ("norm_rodadas", ("escalacoes", "norm_escalacao", "anos_como_pro")),
+        ("interacoes_g1", ("log_interacoes", "log_tempo_desperd", "log_volei")),
+        ("iteracao_atletismo", ("log_volei", "log_instagram", "log_facebook")),
+        ("max_camp", ("min_camp", "log_facebook", "escalacoes")),
+        ("rel_pont", ("ceil_avg_3", "ceil_avg_4", "norm_escalacao")),
+        ("dif_melhoria", ("ceil_avg_4", "-ceil_avg_3", "min_camp")),
+    ]}
     return pd.DataFrame({
-        "anos_como_pro": anos_como_pro,
-        "anos_desde_criacao": np.maximum(_counts(log_anos_criacao), anos_como_pro),
-        "escalacoes": escalacoes,
-        "norm_escalacao": np.round(norm_escalacao, 4),
-        "norm_rodadas": np.round(norm_rodadas, 4),
-        "avg_3": np.round(avg_3, 4),
-        "avg_4": np.round(avg_4, 4),
-        "tempo_desperd": tempo_desperd,
-        "interacoes": _counts(log_interacoes),
-        "interacoes_g1": _counts(log_g1),
-        "iteracao_volei": _counts(log_volei),
-        "iteracao_atletismo": _counts(log_atletismo),
-        "instagram_num": _counts(log_instagram),
-        "facebook_num": _counts(log_facebook),
-        "min_camp": np.round(min_camp, 4),
-        "max_camp": np.round(max_camp, 4),
-        "rel_pont": np.round(rel_pont, 4),
-        "dif_melhoria": np.round(dif_melhoria, 4),
+        "anos_como_pro": base["anos_como_pro"],
+        # Nobody has been PRO for longer than they have had an account.
+        "anos_desde_criacao": np.clip(_counts(1.6 + 0.35 * planted["anos_desde_criacao"]),
+                                      base["anos_como_pro"], MAX_ACCOUNT_YEARS),
+        "escalacoes": base["escalacoes"],
+        "norm_escalacao": np.round(base["norm_escalacao"], 4),
+        "norm_rodadas": np.round(np.clip(0.55 + 0.15 * planted["norm_rodadas"], 0.0, 1.0), 4),
+        "avg_3": np.round(base["avg_3"], 4),
+        "avg_4": np.round(base["avg_4"], 4),
+        "tempo_desperd": base["tempo_desperd"],
+        "interacoes": _counts(base["log_interacoes"]),
+        "interacoes_g1": _counts(2.2 + 0.8 * planted["interacoes_g1"]),
+        "iteracao_volei": _counts(base["log_volei"]),
+        "iteracao_atletismo": _counts(1.5 + 0.8 * planted["iteracao_atletismo"]),
+        "instagram_num": _counts(base["log_instagram"]),
+        "facebook_num": _counts(base["log_facebook"]),
+        "min_camp": np.round(base["min_camp"], 4),
+        "max_camp": np.round(np.clip(0.6 + 0.12 * planted["max_camp"], 0.0, 1.0), 4),
+        "rel_pont": np.round(0.8 + 0.12 * planted["rel_pont"], 4),
+        "dif_melhoria": np.round(0.1 * planted["dif_melhoria"], 4),
         "pixels": rng.choice(SCREENS, size=n_rows, p=SCREEN_WEIGHTS).astype(object),
         LABEL: label,
     })

@@ -1,0 +1,725 @@
+"""Run report: one self-contained HTML file per pipeline run.
+
+The run's artifacts are found in ML Metadata (the latest run of the pipeline, or a given run
+id): TFDV statistics and anomalies, the TFMA evaluation with the blessing decision and the
+comparison with the baseline model, and the Pusher's outcome. The run's model scores the eval
+split again to draw the KS picture (score distributions of PRO and non-PRO users), the ROC and
+PR curves and a calibration plot; the baseline model is drawn beside it when there is one.
+
+Written to ``<project_home>/reports/<run id>/``: ``report.html`` (PNGs embedded),
+the PNGs, and ``report.json`` with the key figures. The PNGs are also copied to
+``<project_home>/assets/report_*.png`` for the README.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from cartola.config import Config
+from cartola.serving.server import ModelLoadError
+
+REPORTS_DIR = "reports"
+ASSETS_PREFIX = "report_"
+_METRIC_ORDER = ("example_count", "auc", "ks", "precision", "recall", "binary_accuracy",
+                 "calibration", "mean_label", "mean_prediction", "loss")
+_CLASS_TO_METRIC = {"AUC": "auc", "KolmogorovSmirnov": "ks", "ExampleCount": "example_count"}
+
+
+class ReportError(RuntimeError):
+    """No run to report on, or its metadata cannot be read."""
+
+
+# --------------------------------------------------------------------------------------------
+# ML Metadata: the run and its artifacts.
+
+class RunInfo:
+    """A pipeline run's executions and their input/output artifacts, by node."""
+
+    def __init__(self, run_id: str, created_ms: int):
+        self.run_id = run_id
+        self.created_ms = created_ms
+        self.nodes: List[Tuple[str, str]] = []  # (node id, state), execution order
+        self.outputs: Dict[Tuple[str, str], Any] = {}  # (node, key) -> mlmd Artifact
+        self.inputs: Dict[Tuple[str, str], Any] = {}
+
+    def output_uri(self, node: str, key: str) -> Optional[str]:
+        """URI of a node's output artifact in this run, if it has one."""
+        artifact = self.outputs.get((node, key))
+        return artifact.uri if artifact is not None else None
+
+    def state(self, node: str) -> Optional[str]:
+        """COMPLETE, CACHED, FAILED, ... or None when the node did not run."""
+        return next((state for name, state in self.nodes if name == node), None)
+
+
+def _store(config: Config):
+    sqlite_path = config.sqlite_metadata_path()
+    if sqlite_path is not None and not sqlite_path.is_file():
+        raise ReportError(f"no ML Metadata database at {sqlite_path}: run the pipeline first")
+    # pylint: disable=import-outside-toplevel
+    from ml_metadata.metadata_store import metadata_store
+
+    from cartola.pipeline import metadata_connection_config
+    return metadata_store.MetadataStore(metadata_connection_config(config))
+
+
+def _runs(store, pipeline_name: str) -> list:
+    """The pipeline's run contexts, oldest first: children of its pipeline context, or (no
+    parent recorded) runs whose executions belong to it."""
+    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline is None:
+        return []
+    ours = None
+    runs = []
+    for context in store.get_contexts_by_type("pipeline_run"):
+        parents = store.get_parent_contexts_by_context(context.id)
+        if parents:
+            if any(p.id == pipeline.id for p in parents):
+                runs.append(context)
+            continue
+        if ours is None:
+            ours = {e.id for e in store.get_executions_by_context(pipeline.id)}
+        if any(e.id in ours for e in store.get_executions_by_context(context.id)):
+            runs.append(context)
+    return sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def list_runs(config: Config) -> List[str]:
+    """Run ids of the pipeline, oldest first."""
+    return [run.name for run in _runs(_store(config), config.pipeline_name)]
+
+
+def load_run(config: Config, run_id: Optional[str] = None) -> RunInfo:
+    """The run ``run_id`` (default: the latest) with its artifacts."""
+    # pylint: disable=import-outside-toplevel
+    from ml_metadata.proto import metadata_store_pb2
+    store = _store(config)
+    runs = _runs(store, config.pipeline_name)
+    if not runs:
+        raise ReportError(f"no run of pipeline {config.pipeline_name!r} in ML Metadata")
+    if run_id is None:
+        run = runs[-1]
+    else:
+        run = next((r for r in runs if r.name == run_id), None)
+        if run is None:
+            raise ReportError(f"no run {run_id!r}; known runs: {[r.name for r in runs][-10:]}")
+    info = RunInfo(run.name, run.create_time_since_epoch)
+    executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+    for execution in executions:
+        node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(
+            execution.id) if c.type == "node"), str(execution.type))
+        info.nodes.append((node, metadata_store_pb2.Execution.State.Name(
+            execution.last_known_state)))
+        events = store.get_events_by_execution_ids([execution.id])
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        for event in events:
+            key = (node, event.path.steps[0].key if event.path.steps else "")
+            if event.type in (metadata_store_pb2.Event.OUTPUT,
+                              metadata_store_pb2.Event.INTERNAL_OUTPUT):
+                info.outputs[key] = artifacts[event.artifact_id]
+            elif event.type == metadata_store_pb2.Event.INPUT:
+                info.inputs[key] = artifacts[event.artifact_id]
+    return info
+
+
+def _custom(artifact, name: str) -> Any:
+    if artifact is None or name not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[name]
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind in ("int_value", "double_value", "string_value") else None
+
+
+# --------------------------------------------------------------------------------------------
+# Data: TFDV statistics and anomalies.
+
+def _split_dirs(uri: str) -> Dict[str, Path]:
+    return {p.name[len("Split-"):]: p for p in sorted(Path(uri).glob("Split-*"))}
+
+
+def load_statistics(uri: str) -> Dict[str, Any]:
+    """Split -> DatasetFeatureStatistics of a StatisticsGen artifact."""
+    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
+    result = {}
+    for split, folder in _split_dirs(uri).items():
+        path = folder / "FeatureStats.pb"
+        if path.is_file():
+            result[split] = tfdv.load_stats_binary(str(path)).datasets[0]
+    return result
+
+
+def load_anomalies(uri: str) -> Tuple[List[str], int]:
+    """(one line per anomaly, number of splits checked) of an ExampleValidator artifact."""
+    # pylint: disable=import-outside-toplevel
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    from cartola.components import ANOMALIES_FILE, describe_anomalies
+    per_split = {}
+    for split, folder in _split_dirs(uri).items():
+        path = folder / ANOMALIES_FILE
+        if path.is_file():
+            per_split[split] = anomalies_pb2.Anomalies.FromString(path.read_bytes())
+    return describe_anomalies(per_split), len(per_split)
+
+
+def _percent(share: float) -> str:
+    return f"{share:.1%}"
+
+
+def _with_value(common, total: int) -> Tuple[int, Optional[str]]:
+    """Examples holding a value, and the missing share. CsvExampleGen writes an empty value
+    list for an empty cell, which TFDV counts as present: count values instead when the
+    feature has at most one."""
+    present = common.tot_num_values if common.max_num_values <= 1 else common.num_non_missing
+    return int(present), _percent(1 - present / total) if total else None
+
+
+def _feature_rows(stats) -> List[List[Any]]:
+    """Table rows: feature, type, with a value, missing, mean, std, min, median, max, notes."""
+    rows = []
+    total = stats.num_examples
+    for feature in stats.features:
+        name = feature.path.step[0] if feature.path.step else feature.name
+        kind = feature.WhichOneof("stats")
+        if kind == "num_stats":
+            num = feature.num_stats
+            rows.append([name, "INT" if feature.type == 0 else "FLOAT",
+                         *_with_value(num.common_stats, total), num.mean, num.std_dev,
+                         num.min, num.median, num.max, f"zeros: {num.num_zeros:,}"])
+        elif kind == "string_stats":
+            text = feature.string_stats
+            top = ", ".join(f"{v.value} ({v.frequency:,.0f})" for v in text.top_values[:3])
+            rows.append([name, "STRING", *_with_value(text.common_stats, total),
+                         None, None, None, None, None, f"{text.unique:,} unique; {top}"])
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Model: TFMA evaluation, validation, scores.
+
+def _double(metrics: dict, name: str) -> Optional[float]:
+    value = metrics.get(name)
+    if isinstance(value, dict) and "doubleValue" in value:
+        number = float(value["doubleValue"])
+        return int(number) if name == "example_count" else number
+    return None
+
+
+def _flat(slice_metrics: dict) -> dict:
+    """{output: {sub_key: {metric: value}}} -> {metric: value} (single output, no sub key)."""
+    return slice_metrics.get("", {}).get("", {})
+
+
+def _slice_name(slice_key) -> str:
+    if isinstance(slice_key, tuple):
+        return "overall" if not slice_key else ", ".join(f"{k} = {v}" for k, v in slice_key)
+    parts = []
+    for key in slice_key.single_slice_keys:
+        value = getattr(key, key.WhichOneof("kind")) if key.WhichOneof("kind") else ""
+        parts.append(f"{key.column} = {value.decode() if isinstance(value, bytes) else value}")
+    return ", ".join(parts) or "overall"
+
+
+def _thresholds(eval_config: dict) -> Dict[str, Dict[str, float]]:
+    """metric -> {"lower_bound": x, "change": y} from the run's eval config."""
+    result = {}
+    for spec in eval_config.get("metricsSpecs", []):
+        for metric in spec.get("metrics", []):
+            class_name = metric.get("className", "")
+            name = _CLASS_TO_METRIC.get(class_name) or re.sub(
+                r"(?<!^)(?=[A-Z])", "_", class_name).lower()
+            thresholds = [t.get("threshold", {}) for t in metric.get("perSliceThresholds", [])]
+            if "threshold" in metric:
+                thresholds.append(metric["threshold"])
+            for threshold in thresholds:
+                entry = result.setdefault(name, {})
+                lower = threshold.get("valueThreshold", {}).get("lowerBound")
+                if lower is not None:
+                    entry["lower_bound"] = float(lower)
+                change = threshold.get("changeThreshold", {}).get("absolute")
+                if change is not None:
+                    entry["change"] = float(change)
+    return result
+
+
+def load_evaluation(uri: str) -> dict:
+    """Metrics per model and slice, diffs, thresholds and the validation outcome."""
+    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(uri, "eval_config.json"), encoding="utf-8") as handle:
+        run_config = json.load(handle)
+    eval_config = run_config.get("evalConfig", {})
+    specs = eval_config.get("modelSpecs", [{}])
+    candidate = next((s.get("name", "") for s in specs if not s.get("isBaseline")), "")
+    baseline = next((s.get("name", "") for s in specs if s.get("isBaseline")), None)
+    locations = run_config.get("modelLocations", {})
+    result: Dict[str, Any] = {
+        "candidate_location": locations.get(candidate) or next(iter(locations.values()), None),
+        "baseline_location": locations.get(baseline) if baseline is not None else None,
+        "thresholds": _thresholds(eval_config), "slices": [], "overall": {},
+        "baseline_overall": {}, "diff": {}}
+    evaluation = tfma.load_eval_result(uri, model_name=candidate or None)
+    for slice_key, metrics in evaluation.slicing_metrics:
+        flat = _flat(metrics)
+        values = {k: _double(flat, k) for k in flat if not k.endswith("_diff")}
+        if slice_key == ():
+            result["overall"] = values
+            result["diff"] = {k[:-len("_diff")]: _double(flat, k) for k in flat
+                              if k.endswith("_diff")}
+        else:
+            result["slices"].append((slice_key, values))
+    result["slices"] = [(_slice_name(key), values) for key, values in sorted(
+        result["slices"], key=lambda item: tuple((k, str(type(v)), v) for k, v in item[0]))]
+    if baseline is not None:
+        base = tfma.load_eval_result(uri, model_name=baseline)
+        for slice_key, metrics in base.slicing_metrics:
+            if slice_key == ():
+                flat = _flat(metrics)
+                result["baseline_overall"] = {k: _double(flat, k) for k in flat}
+    validation = tfma.load_validation_result(uri)
+    result["validation_ok"] = bool(validation.validation_ok)
+    result["failures"] = _failures(validation)
+    return result
+
+
+def _failures(validation) -> List[dict]:
+    """Failed thresholds of a TFMA ValidationResult, one dict per metric and slice."""
+    failures = []
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            key = failure.metric_key
+            failures.append({
+                "slice": _slice_name(per_slice.slice_key),
+                "metric": key.name + (" (change vs baseline)" if key.is_diff else ""),
+                "value": failure.metric_value.double_value.value,
+                "threshold": str(failure.metric_threshold).replace("\n", " ").strip(),
+                "message": failure.message})
+    return failures
+
+
+def read_examples(uri: str, split: str, label: str) -> Tuple[List[bytes], np.ndarray]:
+    """Serialized examples of one CsvExampleGen split and their labels."""
+    # pylint: disable=import-outside-toplevel
+    from cartola.serving.server import _import_tf
+    tf = _import_tf()
+    files = sorted(str(p) for p in (Path(uri) / f"Split-{split}").glob("*"))
+    if not files:
+        raise ReportError(f"no {split} examples under {uri}")
+    serialized, labels = [], []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
+        feature = tf.train.Example.FromString(record).features.feature.get(label)
+        values = list(feature.int64_list.value or feature.float_list.value) if feature else []
+        if values:
+            serialized.append(record)
+            labels.append(int(values[0]))
+    return serialized, np.asarray(labels, dtype=int)
+
+
+def score_examples(model_path: str, serialized: Sequence[bytes], batch: int = 4096) -> np.ndarray:
+    """PRO probabilities from a SavedModel's ``serving_default``."""
+    from cartola.serving.server import ServedModel  # pylint: disable=import-outside-toplevel
+    model = ServedModel.load(Path(model_path), 0)
+    return np.concatenate([model.predict_serialized(serialized[i:i + batch])
+                           for i in range(0, len(serialized), batch)]) if serialized else (
+        np.zeros(0))
+
+
+def ks_statistic(scores: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
+    """(KS, threshold): the largest gap between the two classes' score CDFs and where."""
+    positives, negatives = np.sort(scores[labels == 1]), np.sort(scores[labels == 0])
+    if positives.size == 0 or negatives.size == 0:
+        return math.nan, math.nan
+    thresholds = np.unique(scores)
+    gap = (np.searchsorted(negatives, thresholds, side="right") / len(negatives)
+           - np.searchsorted(positives, thresholds, side="right") / len(positives))
+    best = int(np.argmax(np.abs(gap)))
+    return float(abs(gap[best])), float(thresholds[best])
+
+
+# --------------------------------------------------------------------------------------------
+# Figures.
+
+def _figure_png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _pyplot():
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    return plt
+
+
+def plot_ks(scores: np.ndarray, labels: np.ndarray) -> bytes:
+    """Score histograms of both classes, and their CDFs with the KS gap marked."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    bins = np.linspace(0, 1, 41)
+    for value, name, color in ((0, "non-PRO", "tab:blue"), (1, "PRO", "tab:orange")):
+        group = scores[labels == value]
+        left.hist(group, bins=bins, density=True, alpha=0.55, color=color,
+                  label=f"{name} (n={len(group):,})")
+        right.plot(np.sort(group), np.arange(1, len(group) + 1) / max(len(group), 1),
+                   color=color, label=name)
+    ks, threshold = ks_statistic(scores, labels)
+    if not math.isnan(ks):
+        negatives, positives = np.sort(scores[labels == 0]), np.sort(scores[labels == 1])
+        low = np.searchsorted(positives, threshold, side="right") / len(positives)
+        high = np.searchsorted(negatives, threshold, side="right") / len(negatives)
+        right.vlines(threshold, low, high, colors="black", linestyles="--",
+                     label=f"KS = {ks:.3f} at p = {threshold:.3f}")
+    left.set(title="Score distribution by class (eval split)", xlabel="PRO probability",
+             ylabel="density")
+    right.set(title="Cumulative distribution", xlabel="PRO probability",
+              ylabel="share of class at or below")
+    left.legend()
+    right.legend(loc="lower right")
+    return _figure_png(fig)
+
+
+def plot_roc(curves: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """ROC curves, one per model."""
+    from sklearn.metrics import roc_auc_score, roc_curve  # pylint: disable=import-outside-toplevel
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(5.5, 5))
+    for name, (scores, labels) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        axis.plot(fpr, tpr, label=f"{name} (AUC = {roc_auc_score(labels, scores):.3f})")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    axis.set(title="ROC (eval split)", xlabel="false positive rate", ylabel="true positive rate")
+    axis.legend(loc="lower right")
+    return _figure_png(fig)
+
+
+def plot_pr(curves: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """Precision-recall curves, one per model."""
+    # pylint: disable=import-outside-toplevel
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(5.5, 5))
+    for name, (scores, labels) in curves.items():
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        axis.plot(recall, precision,
+                  label=f"{name} (AP = {average_precision_score(labels, scores):.3f})")
+    base_rate = float(np.mean(next(iter(curves.values()))[1])) if curves else 0.0
+    axis.axhline(base_rate, color="grey", linestyle=":", label=f"base rate {base_rate:.3f}")
+    axis.set(title="Precision-recall (eval split)", xlabel="recall", ylabel="precision",
+             ylim=(0, 1.02))
+    axis.legend(loc="lower left")
+    return _figure_png(fig)
+
+
+def plot_calibration(scores: np.ndarray, labels: np.ndarray) -> bytes:
+    """Observed PRO rate per predicted-probability decile."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(5.5, 5))
+    edges = np.unique(np.quantile(scores, np.linspace(0, 1, 11)))
+    groups = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
+    predicted = [scores[groups == g].mean() for g in np.unique(groups)]
+    observed = [labels[groups == g].mean() for g in np.unique(groups)]
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    axis.plot(predicted, observed, marker="o", label="deciles of predicted probability")
+    axis.set(title="Calibration (eval split)", xlabel="mean predicted probability",
+             ylabel="observed PRO rate")
+    axis.legend(loc="upper left")
+    return _figure_png(fig)
+
+
+def plot_feature_histograms(stats_by_split: Dict[str, Any],
+                            skip: Sequence[str] = ()) -> Optional[bytes]:
+    """TFDV's standard histogram of each numeric feature (but ``skip``), one line per split."""
+    plt = _pyplot()
+    per_feature: Dict[str, Dict[str, Any]] = {}
+    for split, stats in stats_by_split.items():
+        for feature in stats.features:
+            if feature.WhichOneof("stats") != "num_stats":
+                continue
+            name = feature.path.step[0] if feature.path.step else feature.name
+            if name in skip:
+                continue
+            for histogram in feature.num_stats.histograms:
+                if histogram.type == histogram.STANDARD and histogram.buckets:
+                    per_feature.setdefault(name, {})[split] = histogram
+    if not per_feature:
+        return None
+    columns = 4
+    rows = math.ceil(len(per_feature) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.3 * rows), squeeze=False)
+    for axis, (name, splits) in zip(axes.flat, sorted(per_feature.items())):
+        for split, histogram in sorted(splits.items()):
+            edges = [b.low_value for b in histogram.buckets] + [histogram.buckets[-1].high_value]
+            counts = np.array([b.sample_count for b in histogram.buckets])
+            axis.stairs(counts / max(counts.sum(), 1), edges, label=split)
+        axis.set_title(name, fontsize=9)
+        axis.tick_params(labelsize=7)
+    for axis in list(axes.flat)[len(per_feature):]:
+        axis.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Numeric features: share of examples per histogram bucket (TFDV)")
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# HTML.
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if value.is_integer() and abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+max-width:1150px;color:#222;padding:0 1em}
+h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.ok{color:#1a7f37;font-weight:600}.bad{color:#c62828;font-weight:600}
+.muted{color:#777}img{max-width:100%;margin:.4em 0}.figs{display:flex;flex-wrap:wrap;gap:1em}
+code{background:#f4f4f4;padding:0 .3em}table.stats td:last-child{text-align:left}
+"""
+
+
+def _badge(ok: Optional[bool], yes: str, no: str, unknown: str = "not run") -> str:
+    if ok is None:
+        return f'<span class="muted">{html.escape(unknown)}</span>'
+    return f'<span class="{"ok" if ok else "bad"}">{html.escape(yes if ok else no)}</span>'
+
+
+def _render(summary: dict, sections: List[str]) -> str:
+    title = f"Cartola PRO run report: {summary['run_id']}"
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1>" + "".join(sections) + "</body></html>")
+
+
+# --------------------------------------------------------------------------------------------
+# The report.
+
+def _safe(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run"
+
+
+def _overview(config: Config, run: RunInfo, summary: dict) -> str:
+    created = datetime.datetime.fromtimestamp(run.created_ms / 1000).isoformat(
+        sep=" ", timespec="seconds")
+    pushed = summary.get("pushed_version")
+    outcome = [
+        ("Data validation", _badge(summary.get("data_valid"), "passed", "anomalies found")),
+        ("Model blessed", _badge(summary.get("blessed"), "yes", "no")),
+        ("Pushed", _badge(summary.get("pushed"), f"version {pushed}",
+                          "no (not blessed, or identical to the served model)")),
+    ]
+    rows = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in outcome)
+    nodes = _table(["node", "state"], run.nodes)
+    return (f"<p>Pipeline <code>{html.escape(config.pipeline_name)}</code>, run "
+            f"<code>{html.escape(run.run_id)}</code>, started {html.escape(created)}. "
+            f"Artifacts under <code>{html.escape(str(config.pipeline_dir))}</code>.</p>"
+            f"<h2>Outcome</h2><table>{rows}</table>{nodes}")
+
+
+def _data_section(config: Config, run: RunInfo, summary: dict, pngs: Dict[str, bytes]) -> str:
+    parts = ["<h2>Data (TFDV)</h2>"]
+    stats_uri = run.output_uri("StatisticsGen", "statistics")
+    if stats_uri:
+        stats = load_statistics(stats_uri)
+        summary["examples"] = {split: int(s.num_examples) for split, s in stats.items()}
+        for split, split_stats in sorted(stats.items(), key=lambda item: item[0] != "train"):
+            parts.append(f"<h3>{html.escape(split)} split: {split_stats.num_examples:,} "
+                         "examples</h3>")
+            parts.append(_table(["feature", "type", "with a value", "missing", "mean", "std", "min",
+                                 "median", "max", "notes"], _feature_rows(split_stats),
+                                css="stats"))
+        png = plot_feature_histograms(stats, skip=[config.id_column])
+        if png:
+            pngs["features"] = png
+            parts.append(_img(png, "feature histograms"))
+    else:
+        parts.append('<p class="muted">StatisticsGen did not run.</p>')
+    anomalies_uri = run.output_uri("ExampleValidator", "anomalies")
+    if anomalies_uri:
+        lines, splits = load_anomalies(anomalies_uri)
+        summary["anomalies"] = lines
+        summary["data_valid"] = not lines
+        parts.append("<h3>Anomalies against the curated schema</h3>")
+        if lines:
+            parts.append("<ul>" + "".join(f'<li class="bad">{html.escape(line)}</li>'
+                                          for line in lines) + "</ul>")
+        else:
+            parts.append(f'<p class="ok">No anomalies in {splits} split(s).</p>')
+    return "".join(parts)
+
+
+def _metrics_rows(evaluation: dict) -> List[List[Any]]:
+    overall, base, diff = evaluation["overall"], evaluation["baseline_overall"], evaluation["diff"]
+    names = [m for m in _METRIC_ORDER if m in overall] + sorted(set(overall) - set(_METRIC_ORDER))
+    rows = []
+    for name in names:
+        threshold = evaluation["thresholds"].get(name, {})
+        rule = []
+        if "lower_bound" in threshold:
+            rule.append(f">= {threshold['lower_bound']:g}")
+        if "change" in threshold and base:
+            rule.append(f"change >= {threshold['change']:g}")
+        rows.append([name, overall.get(name), base.get(name) if base else None,
+                     diff.get(name) if base else None, "; ".join(rule) or ""])
+    return rows
+
+
+def _model_section(run: RunInfo, summary: dict) -> Tuple[str, Optional[dict]]:
+    parts = ["<h2>Model (TFMA)</h2>"]
+    uri = run.output_uri("Evaluator", "evaluation")
+    if not uri:
+        parts.append('<p class="muted">The Evaluator did not run in this run.</p>')
+        return "".join(parts), None
+    evaluation = load_evaluation(uri)
+    blessed = _custom(run.outputs.get(("Evaluator", "blessing")), "blessed")
+    summary["blessed"] = bool(blessed) if blessed is not None else evaluation["validation_ok"]
+    summary["validation_ok"] = evaluation["validation_ok"]
+    summary["metrics"] = evaluation["overall"]
+    summary["baseline_metrics"] = evaluation["baseline_overall"] or None
+    summary["metric_diffs"] = evaluation["diff"] or None
+    summary["model"] = evaluation["candidate_location"]
+    summary["baseline_model"] = evaluation["baseline_location"]
+    decision = ("Blessed: every threshold passed" if summary["blessed"] else
+                "Not blessed: the model failed the thresholds below")
+    baseline = (f"compared with the last blessed model <code>"
+                f"{html.escape(str(evaluation['baseline_location']))}</code>"
+                if evaluation["baseline_location"] else "no baseline model yet (first blessing)")
+    parts.append(f"<p>{_badge(summary['blessed'], decision, decision)}; {baseline}.</p>")
+    if evaluation["failures"]:
+        parts.append(_table(["slice", "metric", "value", "threshold"],
+                            [[f["slice"], f["metric"], f["value"], f["threshold"]]
+                             for f in evaluation["failures"]]))
+    parts.append("<h3>Overall metrics, eval split</h3>")
+    parts.append(_table(["metric", "this run", "baseline", "difference", "gate"],
+                        _metrics_rows(evaluation)))
+    if evaluation["slices"]:
+        names = ["example_count", "auc", "ks", "mean_label", "mean_prediction", "precision",
+                 "recall"]
+        rows = []
+        for name, values in evaluation["slices"]:
+            one_class = values.get("mean_label") in (0.0, 1.0)
+            rows.append([name] + ["n/a (one class)" if one_class and k in ("auc", "ks")
+                                  else values.get(k) for k in names])
+        parts.append("<h3>By slice</h3><p class=\"muted\">AUC and KS need both classes; TFMA "
+                     "reports 0 or NaN for a slice with one.</p>")
+        parts.append(_table(["slice"] + names, rows))
+    return "".join(parts), evaluation
+
+
+def _curves_section(config: Config, run: RunInfo, evaluation: dict, summary: dict,
+                    pngs: Dict[str, bytes]) -> str:
+    examples_uri = run.output_uri("CsvExampleGen", "examples")
+    if not examples_uri or not evaluation.get("candidate_location"):
+        return ""
+    try:
+        serialized, labels = read_examples(examples_uri, "eval", config.label)
+        if len(np.unique(labels)) < 2:
+            raise ReportError("the eval split holds one class only")
+        scores = score_examples(evaluation["candidate_location"], serialized)
+        curves = {"this run": (scores, labels)}
+        baseline = evaluation.get("baseline_location")
+        if baseline and Path(baseline) != Path(evaluation["candidate_location"]):
+            curves["baseline"] = (score_examples(baseline, serialized), labels)
+    except (ReportError, ModelLoadError, OSError) as err:
+        return ("<h2>Scores on the eval split</h2>"
+                f'<p class="bad">Not drawn: {html.escape(str(err))}</p>')
+    ks, threshold = ks_statistic(scores, labels)
+    summary["scored_eval"] = {"examples": int(len(labels)), "ks": ks, "ks_threshold": threshold}
+    pngs["ks"] = plot_ks(scores, labels)
+    pngs["roc"] = plot_roc(curves)
+    pngs["pr"] = plot_pr(curves)
+    pngs["calibration"] = plot_calibration(scores, labels)
+    return ("<h2>Scores on the eval split</h2>"
+            f"<p>The model scored the {len(labels):,} eval examples again: KS = {ks:.4f} at "
+            f"probability {threshold:.3f} (TFMA: {_fmt(evaluation['overall'].get('ks'))}).</p>"
+            + _img(pngs["ks"], "KS: score distributions of PRO and non-PRO users")
+            + '<div class="figs">' + _img(pngs["roc"], "ROC curve") + _img(pngs["pr"], "PR curve")
+            + _img(pngs["calibration"], "calibration") + "</div>")
+
+
+def build_report(config: Config, run_id: Optional[str] = None,
+                 assets_dir: Optional[os.PathLike] = None) -> Path:
+    """Write the run's report; returns the path of ``report.html``.
+
+    ``assets_dir`` (default ``<project_home>/assets``) receives ``report_*.png`` copies;
+    pass an empty string to skip them.
+    """
+    run = load_run(config, run_id)
+    summary: Dict[str, Any] = {"pipeline": config.pipeline_name, "run_id": run.run_id,
+                               "created_ms": run.created_ms, "nodes": run.nodes}
+    pusher = run.outputs.get(("Pusher", "pushed_model"))
+    pushed = _custom(pusher, "pushed")
+    summary["pushed"] = bool(pushed) if pushed is not None else None
+    summary["pushed_version"] = _custom(pusher, "pushed_version") if pushed else None
+    pngs: Dict[str, bytes] = {}
+    data = _data_section(config, run, summary, pngs)
+    model, evaluation = _model_section(run, summary)
+    curves = _curves_section(config, run, evaluation, summary, pngs) if evaluation else ""
+    page = _render(summary, [_overview(config, run, summary), data, model, curves])
+
+    out_dir = config.project_home / REPORTS_DIR / _safe(run.run_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, png in pngs.items():
+        (out_dir / f"{ASSETS_PREFIX}{name}.png").write_bytes(png)
+    assets = config.project_home / "assets" if assets_dir is None else (
+        Path(assets_dir) if str(assets_dir) else None)
+    if assets is not None and pngs:
+        assets.mkdir(parents=True, exist_ok=True)
+        for name in pngs:
+            shutil.copyfile(out_dir / f"{ASSETS_PREFIX}{name}.png",
+                            assets / f"{ASSETS_PREFIX}{name}.png")
+    summary["assets"] = sorted(f"{ASSETS_PREFIX}{name}.png" for name in pngs)
+    _write_atomic(out_dir / "report.json", json.dumps(summary, indent=2, default=_json_default))
+    report = out_dir / "report.html"
+    _write_atomic(report, page)
+    return report
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

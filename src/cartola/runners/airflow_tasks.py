@@ -1,0 +1,264 @@
+"""Callables of the Airflow DAG's tasks (``src/tfx_pipeline.py``).
+
+Importing this module is cheap (no TensorFlow, TFX or ML Metadata): the DAG file imports it
+at parse time, and the scheduler re-parses that file every 30 s. TFX is imported inside the
+task callables, in the task's own process.
+
+Every TFX task launches one node of the compiled pipeline under the Airflow DAG run's
+``run_id`` (see :func:`cartola.runners.node.run_node`), so ML Metadata holds one pipeline run
+per DAG run and each node finds its inputs there.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import shutil
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+from cartola.config import Config, load_config
+from cartola.errors import DataValidationError, InputDataError
+from cartola.inputs import check_input_dir
+from cartola.runners import topology
+
+log = logging.getLogger(__name__)
+
+STATUS_TASK = "new_model_pushed"
+CONF_KEYS = ("data_root",)
+# Schedule values that mean "manual triggers only".
+NO_SCHEDULE = ("", "none", "null", "manual")
+DAGRUN_TIMEOUT = timedelta(hours=6)
+EXECUTION_TIMEOUT = timedelta(hours=2)
+MAX_RETRY_DELAY = timedelta(hours=1)
+# MLMD states of a node execution that finished (its outputs are published).
+_DONE_STATES = ("COMPLETE", "CACHED")
+
+
+def schedule(config: Config) -> Optional[str]:
+    """The DAG's schedule: ``config.schedule``, or None (manual only) for "" / "none"."""
+    value = config.schedule.strip()
+    return None if value.lower() in NO_SCHEDULE else value
+
+
+def default_args(config: Config, retry_delay: timedelta) -> Dict[str, Any]:
+    """Task defaults: retries with exponential backoff for transient failures."""
+    return {
+        "owner": "cartola",
+        "retries": config.retries,
+        "retry_delay": retry_delay,
+        "retry_exponential_backoff": True,
+        "max_retry_delay": MAX_RETRY_DELAY,
+        "execution_timeout": EXECUTION_TIMEOUT,
+    }
+
+
+def data_root(context: Mapping[str, Any], config: Config) -> Optional[str]:
+    """The run's input folder from ``dag_run.conf`` (None: the configured ``data_root``).
+
+    Raises AirflowFailException (no retry) for unknown conf keys or an unusable folder.
+    """
+    from airflow.exceptions import AirflowFailException  # pylint: disable=import-outside-toplevel
+    dag_run = context.get("dag_run")
+    conf = dict(getattr(dag_run, "conf", None) or {})
+    unknown = sorted(set(conf) - set(CONF_KEYS))
+    if unknown:
+        raise AirflowFailException(
+            f"unknown keys in the run's conf: {unknown}; accepted: {list(CONF_KEYS)}")
+    value = conf.get("data_root")
+    if value is not None and not isinstance(value, str):
+        raise AirflowFailException(f"conf data_root must be a folder path, got {value!r}")
+    folder = config.path(Path(value)) if value else config.data_dir
+    try:
+        check_input_dir(folder)
+    except InputDataError as err:
+        source = "conf data_root" if value else "config data_root"
+        raise AirflowFailException(f"{source}: {err}") from err
+    return str(folder) if value else None
+
+
+def pipeline_run_id(context: Mapping[str, Any]) -> str:
+    """TFX pipeline run id of this DAG run: the Airflow ``run_id``, verbatim."""
+    run_id = context["dag_run"].run_id
+    if not run_id:
+        raise ValueError("DAG run has no run_id")
+    return run_id
+
+
+@contextlib.contextmanager
+def _plain_argv() -> Iterator[None]:
+    """Hide the ``airflow tasks run ...`` arguments: TFX passes ``sys.argv[1:]`` to executors
+    as extra flags and to absl's flag parser."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def _set_note(context: Mapping[str, Any], text: str) -> None:
+    """Show ``text`` as the DAG run's note in the UI (best effort; a user's note is kept)."""
+    # pylint: disable=import-outside-toplevel
+    try:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        dag_run = context["dag_run"]
+        with create_session() as session:
+            run = session.query(DagRun).filter(DagRun.dag_id == dag_run.dag_id,
+                                               DagRun.run_id == dag_run.run_id).one()
+            if not run.note:
+                run.note = text[:1000]
+    except Exception as err:  # pylint: disable=broad-except
+        log.warning("could not set the DAG run note: %s", err)
+
+
+# --- ML Metadata queries (import TFX / ML Metadata lazily) ----------------------------------
+
+def _store(config: Config):
+    # pylint: disable=import-outside-toplevel
+    from ml_metadata.metadata_store import metadata_store
+    from cartola.pipeline import metadata_connection_config
+    return metadata_store.MetadataStore(metadata_connection_config(config))
+
+
+def node_executions(store, config: Config, run_id: str, node_id: str) -> List[Any]:
+    """MLMD executions of ``node_id`` in pipeline run ``run_id`` (TFX registers at most one)."""
+    run = store.get_context_by_type_and_name("pipeline_run", run_id)
+    node = store.get_context_by_type_and_name(
+        "node", topology.node_context_name(config.pipeline_name, node_id))
+    if run is None or node is None:
+        return []
+    in_node = {execution.id for execution in store.get_executions_by_context(node.id)}
+    return [e for e in store.get_executions_by_context(run.id) if e.id in in_node]
+
+
+def _state_name(execution) -> str:
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+    return metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+
+
+def clear_unfinished_execution(config: Config, node_id: str, run_id: str) -> List[Path]:
+    """Delete partial outputs of this node's unfinished execution in this run; return them.
+
+    A task killed mid-run (kill -9, OOM, lost worker) leaves its MLMD execution RUNNING and
+    its output folders (``<pipeline_root>/<node>/<key>/<execution id>``) half written. TFX's
+    launcher reuses that execution on the next attempt and writes into the same folders
+    without emptying them, so stale files (extra shards, Beam temp folders, old checkpoints)
+    would mix with the new outputs. The outputs are not published yet, so nothing reads them.
+    """
+    store = _store(config)
+    removed: List[Path] = []
+    for execution in node_executions(store, config, run_id, node_id):
+        state = _state_name(execution)
+        if state in _DONE_STATES:
+            continue
+        node_dir = config.pipeline_dir / node_id
+        stale = [key_dir / str(execution.id) for key_dir in sorted(node_dir.glob("*"))
+                 if key_dir.is_dir() and not key_dir.name.startswith(".")]
+        stale.append(node_dir / ".system" / "executor_execution" / str(execution.id))
+        for path in stale:
+            if path.exists():
+                shutil.rmtree(path)
+                removed.append(path)
+        log.warning("%s: execution %d of this run is %s (an earlier attempt did not finish); "
+                    "removed its partial outputs: %s", node_id, execution.id, state,
+                    [str(p) for p in removed] or "none")
+    return removed
+
+
+def _output_artifacts(store, execution) -> List[Any]:
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+    ids = [event.artifact_id for event in store.get_events_by_execution_ids([execution.id])
+           if event.type == metadata_store_pb2.Event.OUTPUT]
+    return store.get_artifacts_by_id(ids) if ids else []
+
+
+def push_result(config: Config, run_id: str) -> Dict[str, Any]:
+    """What the Pusher did in run ``run_id``: pushed, version, destination, blessed, reason."""
+    store = _store(config)
+    result: Dict[str, Any] = {"pushed": False, "version": None, "destination": None,
+                              "blessed": None, "reason": ""}
+    for execution in node_executions(store, config, run_id, topology.EVALUATOR):
+        for artifact in _output_artifacts(store, execution):
+            if "blessed" in artifact.custom_properties:
+                result["blessed"] = artifact.custom_properties["blessed"].int_value == 1
+    pushers = node_executions(store, config, run_id, topology.PUSHER)
+    if not pushers:
+        result["reason"] = "the Pusher has no execution in this run"
+        return result
+    execution = pushers[0]
+    props = {}
+    for artifact in _output_artifacts(store, execution):
+        if "pushed" in artifact.custom_properties:
+            props = artifact.custom_properties
+    state = _state_name(execution)
+    if state == "CACHED":
+        result["reason"] = "the Pusher's inputs equal an earlier run's (cached): nothing new pushed"
+    elif state != "COMPLETE":
+        result["reason"] = f"the Pusher execution is {state}"
+    elif props and props["pushed"].int_value == 1:
+        result.update(pushed=True, version=props["pushed_version"].string_value,
+                      destination=props["pushed_destination"].string_value)
+    elif result["blessed"] is False:
+        result["reason"] = ("the Evaluator did not bless the model (below the KS/AUC floors or "
+                            "worse than the served model): nothing pushed")
+    else:
+        result["reason"] = "the blessed model is identical to the served version: nothing pushed"
+    return result
+
+
+# --- Task callables -------------------------------------------------------------------------
+
+def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
+    """Task callable: run pipeline node ``node_id`` for this DAG run.
+
+    The Pusher's task returns :func:`push_result` (an XCom for the status task).
+    """
+    # pylint: disable=import-outside-toplevel
+    from airflow.exceptions import AirflowFailException
+    config = load_config()
+    run_id = pipeline_run_id(context)
+    folder = data_root(context, config)
+    started = time.monotonic()
+    importlib.import_module("cartola.pipeline")  # TensorFlow, TFX, TFMA: the bulk of the cost
+    from cartola.runners.node import run_node
+    imported = time.monotonic()
+    log.info("imported TFX in %.1f s", imported - started)
+    clear_unfinished_execution(config, node_id, run_id)
+    try:
+        with _plain_argv():
+            run_node(node_id, run_id, folder, config)
+    except DataValidationError as err:
+        _set_note(context, "Data validation failed: nothing trained or pushed. "
+                           "See the DataValidationGate log.")
+        # Bad data does not get better by retrying: fail the task and the run now.
+        raise AirflowFailException(str(err)) from err
+    log.info("timing: node %s import %.1f s, run %.1f s", node_id, imported - started,
+             time.monotonic() - imported)
+    if node_id != topology.PUSHER:
+        return None
+    result = push_result(config, run_id)
+    log.info("push result: %s", result)
+    return result
+
+
+def report_push(**context: Any) -> Dict[str, Any]:
+    """Status task callable: succeed when this run served a new model version, else skip.
+
+    A skipped ``new_model_pushed`` task (pink in the UI) on a successful run means the
+    pipeline ran fine but the serving folder did not change; its log says why.
+    """
+    from airflow.exceptions import AirflowSkipException  # pylint: disable=import-outside-toplevel
+    result = context["ti"].xcom_pull(task_ids=topology.PUSHER) or {}
+    if result.get("pushed"):
+        message = f"New model version {result['version']} pushed to {result['destination']}."
+        log.info(message)
+        _set_note(context, message)
+        return result
+    reason = result.get("reason") or "the Pusher reported no result"
+    _set_note(context, f"No new model: {reason}.")
+    raise AirflowSkipException(f"No new model served: {reason}.")

@@ -1,0 +1,412 @@
+"""Batch scoring: CSV in; CSV out with the id, the PRO probability and the campaign segment.
+
+Segments (thresholds from the config, overridable per run):
+
+* ``churn_risk``: a PRO user (status column = 1) with probability < ``churn_threshold``;
+* ``conversion_target``: a non-PRO user (status = 0) with probability > ``conversion_threshold``;
+* ``neither``: everyone else.
+
+The status column is the label column (``pro_target``) unless told otherwise; a file without
+it is refused rather than segmented by guesswork. Rows are read in chunks, so a file larger
+than memory works, and written in input order. A row that cannot be scored (wrong field count,
+unparseable or non-integral number, missing required feature, id or status) goes to the
+rejects CSV with its 1-based physical line number (the header is line 1) and the reason;
+the summary counts it. Outputs are written under temporary names and renamed at the end.
+
+Rows are read with :mod:`csv` rather than ``pandas.read_csv`` because only the former knows
+each record's physical line (quoted newlines, blank and short lines); each chunk is then
+parsed column-wise with pandas.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from cartola.serving.server import FLOAT32_MAX, RawFeature
+
+CHURN_RISK, CONVERSION_TARGET, NEITHER = "churn_risk", "conversion_target", "neither"
+SEGMENTS = (CHURN_RISK, CONVERSION_TARGET, NEITHER)
+PROBABILITY_COLUMN = "probability"
+SEGMENT_COLUMN = "segment"
+DEFAULT_CHUNK_ROWS = 20_000
+_MISSING = {"", "nan", "na", "n/a", "null", "none"}
+_TRUE, _FALSE = {"1", "1.0", "true"}, {"0", "0.0", "false"}
+
+
+class ScoringError(RuntimeError):
+    """The file as a whole cannot be scored (unreadable, columns missing, bad settings)."""
+
+
+@dataclasses.dataclass
+class ScoreSummary:  # pylint: disable=too-many-instance-attributes
+    """What one scoring run wrote."""
+
+    rows: int
+    scored: int
+    rejected: int
+    by_segment: Dict[str, int]
+    probability_sum: Dict[str, float]
+    output: Path
+    rejects: Path
+    seconds: float
+
+    def mean_probability(self, segment: str) -> float:
+        """Mean PRO probability of a segment (NaN if empty)."""
+        count = self.by_segment[segment]
+        return self.probability_sum[segment] / count if count else math.nan
+
+    def table(self) -> str:
+        """The printed summary."""
+        lines = [f"scored {self.scored:,} of {self.rows:,} rows in {self.seconds:.1f} s; "
+                 f"rejected {self.rejected:,}"
+                 + (f" (see {self.rejects})" if self.rejected else ""),
+                 f"{'segment':<18} {'rows':>10} {'share':>7} {'mean p':>7}"]
+        for segment in SEGMENTS:
+            count = self.by_segment[segment]
+            share = count / self.scored if self.scored else 0.0
+            mean = self.mean_probability(segment)
+            lines.append(f"{segment:<18} {count:>10,} {share:>7.1%} "
+                         + (f"{mean:>7.3f}" if count else f"{'-':>7}"))
+        lines.append(f"output: {self.output}")
+        return "\n".join(lines)
+
+
+class LocalScorer:
+    """Scores with a SavedModel loaded in this process, exactly as the server does."""
+
+    def __init__(self, model):
+        self.model = model
+        self.features: Mapping[str, RawFeature] = model.features
+        self.description = f"model {model.path}"
+
+    @classmethod
+    def from_serving_dir(cls, model_dir: Path, version: Optional[int] = None) -> "LocalScorer":
+        """The given version under ``model_dir``, or its highest."""
+        # pylint: disable=import-outside-toplevel
+        from cartola.serving.server import ServedModel, list_versions
+        versions = list_versions(Path(model_dir))
+        if not versions:
+            raise ScoringError(f"no model version under {model_dir}; run the pipeline first")
+        chosen = versions[-1] if version is None else version
+        if chosen not in versions:
+            raise ScoringError(f"version {chosen} not under {model_dir} (found {versions})")
+        return cls(ServedModel.load(Path(model_dir) / str(chosen), chosen))
+
+    def predict(self, columns: Mapping[str, List[Any]]) -> Tuple[np.ndarray, Dict[int, str]]:
+        """Probabilities of checked columns; no per-row failures once checked."""
+        return self.model.predict_columns(columns), {}
+
+
+class HttpScorer:
+    """Scores through a TF Serving REST API (this project's server or TF Serving)."""
+
+    def __init__(self, client, batch_size: int = 1000):
+        # pylint: disable=import-outside-toplevel
+        from cartola.serving.client import ServingError
+        self._error = ServingError
+        self.client = client
+        self.batch_size = batch_size
+        try:
+            inputs = client.raw_inputs()
+        except ServingError as err:
+            raise ScoringError(f"cannot read the model's inputs from the server: {err}") from err
+        # predict_raw does not say which numbers are integers or required: the server decides.
+        self.features = {name: RawFeature(name, "string" if dtype == "DT_STRING" else "float",
+                                          required=False) for name, dtype in inputs.items()}
+        self.description = f"server {client.model_path}"
+
+    def predict(self, columns: Mapping[str, List[Any]]) -> Tuple[np.ndarray, Dict[int, str]]:
+        """Probabilities by batch; a batch the server refuses (400) is retried row by row so
+        only the bad rows are rejected, with the server's message."""
+        rows = len(next(iter(columns.values())))
+        result = np.full(rows, np.nan)
+        errors: Dict[int, str] = {}
+        for start in range(0, rows, self.batch_size):
+            stop = min(start + self.batch_size, rows)
+            try:
+                result[start:stop] = self._call(columns, start, stop)
+            except self._error as err:
+                if err.status != 400:
+                    raise ScoringError(f"scoring server failed: {err}") from err
+                for i in range(start, stop):
+                    try:
+                        result[i] = self._call(columns, i, i + 1)[0]
+                    except self._error as row_err:
+                        if row_err.status != 400:
+                            raise ScoringError(f"scoring server failed: {row_err}") from row_err
+                        errors[i] = f"refused by the server: {row_err.message}"
+        return result, errors
+
+    def _call(self, columns, start, stop):
+        return self.client.predict_columns({name: values[start:stop]
+                                            for name, values in columns.items()})
+
+
+def _lines(path: Path, counter: List[int]) -> Iterator[str]:
+    """Decoded lines of a file (newlines kept, BOM dropped), counting bytes for the progress
+    bar."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle):
+            counter[0] += len(raw)
+            text = raw.decode("utf-8", errors="replace")
+            yield text.lstrip("\ufeff") if number == 0 else text
+
+
+class _Chunk:
+    """Records of one chunk with their line numbers."""
+
+    def __init__(self):
+        self.lines: List[int] = []
+        self.records: List[List[str]] = []
+
+
+class _CsvRecords:
+    """A CSV file's header, then chunks of well-formed records; malformed records (blank,
+    wrong field count, unreadable) are appended to ``bad`` as (line, id, reason)."""
+
+    def __init__(self, path: Path, chunk_rows: int, id_column: str):
+        self.bytes_read = [0]
+        self.bad: List[Tuple[int, str, str]] = []
+        self.malformed = 0
+        self._chunk_rows = chunk_rows
+        self._reader = csv.reader(_lines(path, self.bytes_read))
+        try:
+            self.header = [h.strip() for h in next(self._reader)]
+        except StopIteration as err:
+            raise ScoringError(f"{path} is empty") from err
+        except csv.Error as err:
+            raise ScoringError(f"{path}: cannot read the header: {err}") from err
+        self._id_index = self.header.index(id_column) if id_column in self.header else 0
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        reader, width = self._reader, len(self.header)
+        previous = reader.line_num
+        chunk = _Chunk()
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:  # e.g. a NUL byte; the reader resumes on the next line
+                self._malformed(previous + 1, "", f"unreadable CSV: {err}")
+                previous = reader.line_num
+                continue
+            line, previous = previous + 1, reader.line_num
+            if not record:
+                self._malformed(line, "", "blank line")
+            elif len(record) != width:
+                row_id = record[self._id_index].strip() if self._id_index < len(record) else ""
+                self._malformed(line, row_id, f"expected {width} fields, found {len(record)}")
+            else:
+                chunk.lines.append(line)
+                chunk.records.append(record)
+                if len(chunk.records) >= self._chunk_rows:
+                    yield chunk
+                    chunk = _Chunk()
+        if chunk.records:
+            yield chunk
+
+    def _malformed(self, line: int, row_id: str, reason: str) -> None:
+        self.malformed += 1
+        self.bad.append((line, row_id, reason))
+
+
+def _append(reasons: pd.Series, mask, message) -> None:
+    """Add a reason (a string, or a Series aligned with ``reasons``) to the masked rows."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return
+    text = message[mask] if isinstance(message, pd.Series) else message
+    current = reasons[mask]
+    reasons[mask] = np.where(current == "", text, current + "; " + text)
+
+
+def _check_chunk(frame: pd.DataFrame, features: Mapping[str, RawFeature], id_column: str,
+                 status_column: str):
+    """Parse one chunk column-wise: (reasons, status 0/1, checked feature columns)."""
+    reasons = pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    _append(reasons, frame[id_column].str.strip() == "", f"missing {id_column}")
+    status_text = frame[status_column].str.strip().str.lower()
+    is_pro = status_text.isin(_TRUE)
+    _append(reasons, ~(is_pro | status_text.isin(_FALSE)),
+            f"{status_column} must be 0 or 1, got '" + frame[status_column] + "'")
+    columns: Dict[str, pd.Series] = {}
+    for name, feature in features.items():
+        raw = frame[name].str.strip()
+        if feature.kind == "string":
+            missing = raw == ""
+            columns[name] = raw.where(~missing, None)
+        else:
+            missing = raw.str.lower().isin(_MISSING)
+            numbers = pd.to_numeric(raw.where(~missing), errors="coerce")
+            _append(reasons, ~missing & numbers.isna(),
+                    f"{name} is not a number: '" + frame[name] + "'")
+            infinite = np.isinf(numbers)
+            _append(reasons, infinite, f"{name} is not finite")
+            numbers = numbers.where(~infinite)
+            if feature.kind == "int":
+                _append(reasons, numbers.notna() & ((numbers % 1 != 0) | (numbers.abs() >= 2**63)),
+                        f"{name} must be an integer, got '" + frame[name] + "'")
+            else:
+                _append(reasons, numbers.abs() > FLOAT32_MAX, f"{name} is out of float32 range")
+            columns[name] = numbers
+        if feature.required:
+            _append(reasons, missing, f"{name} is required but missing")
+    return reasons, is_pro.to_numpy(), columns
+
+
+def _values(series: pd.Series, feature: RawFeature) -> List[Any]:
+    """A checked column as the model input lists want it (None = missing)."""
+    if feature.kind == "string":
+        return series.tolist()  # None where missing
+    values = series.to_numpy(dtype=float)
+    present = ~np.isnan(values)
+    if feature.kind == "int":
+        return [int(v) if ok else None for v, ok in zip(values, present)]
+    return [float(v) if ok else None for v, ok in zip(values, present)]
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentRule:
+    """Who is a campaign target: see the module docstring."""
+
+    status_column: str
+    churn_threshold: float
+    conversion_threshold: float
+
+    def __post_init__(self):
+        for name in ("churn_threshold", "conversion_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ScoringError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+
+    def assign(self, probabilities: np.ndarray, is_pro: np.ndarray) -> np.ndarray:
+        """Segment of each row."""
+        return np.select([is_pro & (probabilities < self.churn_threshold),
+                          ~is_pro & (probabilities > self.conversion_threshold)],
+                         [CHURN_RISK, CONVERSION_TARGET], NEITHER)
+
+
+def default_rejects_path(output: Path) -> Path:
+    """``scores.csv`` -> ``scores.rejects.csv``."""
+    output = Path(output)
+    return output.with_name(output.stem + ".rejects" + (output.suffix or ".csv"))
+
+
+def _score_chunk(chunk: _Chunk, header: List[str], scorer, rule: SegmentRule, id_column: str):
+    """(ids, probabilities, segments, scored mask, reasons) of one chunk."""
+    frame = pd.DataFrame(chunk.records, columns=header)
+    reasons, is_pro, checked = _check_chunk(frame, scorer.features, id_column, rule.status_column)
+    valid = np.flatnonzero((reasons == "").to_numpy())
+    probabilities = np.full(len(frame), np.nan)
+    if len(valid) > 0:
+        columns = {name: _values(checked[name].iloc[valid], feature)
+                   for name, feature in scorer.features.items()}
+        predicted, errors = scorer.predict(columns)
+        probabilities[valid] = predicted
+        for position, message in errors.items():
+            reasons.iloc[valid[position]] = message
+    ids = frame[id_column].str.strip().to_numpy()
+    return (ids, probabilities, rule.assign(probabilities, is_pro), (reasons == "").to_numpy(),
+            reasons.to_numpy())
+
+
+def _checked_paths(source, output, rejects, chunk_rows: int) -> Tuple[Path, Path, Path]:
+    source, output = Path(source), Path(output)
+    rejects = Path(rejects) if rejects else default_rejects_path(output)
+    if chunk_rows < 1:
+        raise ScoringError("chunk_rows must be >= 1")
+    if not source.is_file():
+        raise ScoringError(f"input file not found: {source}")
+    if output.resolve() in (source.resolve(), rejects.resolve()):
+        raise ScoringError("the output must not overwrite the input or the rejects file")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    rejects.parent.mkdir(parents=True, exist_ok=True)
+    return source, output, rejects
+
+
+def _write_all(records: _CsvRecords, scorer, rule: SegmentRule, id_column: str, writers,
+               summary: ScoreSummary, progress_bar) -> None:
+    """Score every chunk; scored rows to the first writer, rejects to the second."""
+    out_csv, rej_csv = writers
+    out_csv.writerow([id_column, PROBABILITY_COLUMN, SEGMENT_COLUMN])
+    rej_csv.writerow(["line", id_column, "reason"])
+    for chunk in records:
+        summary.rows += len(chunk.records)
+        ids, probabilities, segment, scored, reasons = _score_chunk(
+            chunk, records.header, scorer, rule, id_column)
+        for i in np.flatnonzero(scored):
+            out_csv.writerow([ids[i], f"{probabilities[i]:.6f}", segment[i]])
+            summary.by_segment[segment[i]] += 1
+            summary.probability_sum[segment[i]] += float(probabilities[i])
+        records.bad.extend((chunk.lines[i], ids[i], reasons[i]) for i in np.flatnonzero(~scored))
+        summary.rejected += _flush_rejects(rej_csv, records.bad)
+        progress_bar.update(records.bytes_read[0] - progress_bar.n)
+        progress_bar.set_postfix(rows=f"{summary.rows + records.malformed:,}", refresh=False)
+    summary.rejected += _flush_rejects(rej_csv, records.bad)
+    progress_bar.update(records.bytes_read[0] - progress_bar.n)
+    summary.rows += records.malformed  # records that never reached a chunk
+    summary.scored = summary.rows - summary.rejected
+
+
+def score_csv(source: os.PathLike, output: os.PathLike, scorer, rule: SegmentRule, *,
+              id_column: str, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+              rejects: Optional[os.PathLike] = None, progress: bool = True) -> ScoreSummary:
+    """Score ``source`` into ``output`` (and the rejects CSV); returns the summary."""
+    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+    source, output, rejects = _checked_paths(source, output, rejects, chunk_rows)
+    started = time.monotonic()
+    records = _CsvRecords(source, chunk_rows, id_column)
+    _check_header(records.header, scorer.features, id_column, rule.status_column, source)
+    summary = ScoreSummary(rows=0, scored=0, rejected=0,
+                           by_segment={segment: 0 for segment in SEGMENTS},
+                           probability_sum={segment: 0.0 for segment in SEGMENTS},
+                           output=output, rejects=rejects, seconds=0.0)
+    tmp_out = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    tmp_rej = rejects.with_name(f".{rejects.name}.{os.getpid()}.tmp")
+    progress_bar = tqdm(total=source.stat().st_size, unit="B", unit_scale=True,
+                        file=sys.stderr, disable=not progress, desc=f"scoring {source.name}")
+    try:
+        with open(tmp_out, "w", newline="", encoding="utf-8") as out_handle, \
+                open(tmp_rej, "w", newline="", encoding="utf-8") as rej_handle:
+            _write_all(records, scorer, rule, id_column,
+                       (csv.writer(out_handle), csv.writer(rej_handle)), summary, progress_bar)
+        os.replace(tmp_out, output)
+        os.replace(tmp_rej, rejects)
+    finally:
+        progress_bar.close()
+        for tmp in (tmp_out, tmp_rej):
+            if tmp.exists():
+                tmp.unlink()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _flush_rejects(writer, bad: List[Tuple[int, str, str]]) -> int:
+    """Write pending rejects in line order; returns how many."""
+    count = len(bad)
+    for row in sorted(bad):
+        writer.writerow(row)
+    bad.clear()
+    return count
+
+
+def _check_header(header: Sequence[str], features: Mapping[str, RawFeature], id_column: str,
+                  status_column: str, source: Path) -> None:
+    duplicated = sorted({h for h in header if list(header).count(h) > 1})
+    if duplicated:
+        raise ScoringError(f"{source}: duplicated column(s) {duplicated}")
+    needed = [id_column, status_column] + list(features)
+    missing = [name for name in needed if name not in header]
+    if missing:
+        hint = (" (the status column says who is PRO today; name another with "
+                "--status-column)" if status_column in missing else "")
+        raise ScoringError(f"{source}: missing column(s) {missing}{hint}")

@@ -1,0 +1,749 @@
+"""A TF Serving-compatible REST server over the integer versions Pusher writes.
+
+Endpoints (TF Serving's REST API, a subset):
+
+* ``GET  /v1/models/<name>[/versions/<n>]``: version status.
+* ``GET  /v1/models/<name>[/versions/<n>]/metadata``: signatures, as TF Serving returns them.
+* ``POST /v1/models/<name>[/versions/<n>]:predict``: ``{"instances": [...]}`` (row form,
+  answered with ``{"predictions": [[p], ...]}``) or ``{"inputs": {...}}`` (columnar form,
+  answered with ``{"outputs": [[p], ...]}``).
+
+Instances are objects of raw features by name (the ``predict_raw`` contract: every feature
+present, NaN or null for a missing number, '' for a missing string), or ``{"b64": ...}``
+serialized ``tf.Example`` protos. Either way the server builds serialized examples and calls
+the model's ``serving_default`` signature, the one TFMA evaluated. Requests are validated
+against the raw features that signature parses (name, int/float/string, required or not).
+
+The highest version is served. A watcher thread polls the folder; a new highest version is
+loaded and warmed up completely before one reference assignment swaps it in, so requests
+already running finish on the model they started with. Only the modules' light parts load at
+import time; TensorFlow is imported when the first model is loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import signal
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+LOG = logging.getLogger("cartola.serving")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8501  # TF Serving's REST port
+DEFAULT_POLL_SECONDS = 2.0
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_INSTANCES = 10_000
+EXAMPLES_SIGNATURE = "serving_default"
+RAW_SIGNATURE = "predict_raw"
+OUTPUT_KEY = "probability"
+VERSION_HEADER = "X-Model-Version"
+
+_VERSION_DIR = re.compile(r"^\d+$")
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+FLOAT32_MAX = 3.4028234663852886e38
+# Bodies over the limit are read and dropped up to this multiple of it (so the client sees the
+# 400 rather than a reset connection); beyond it the connection is closed unread.
+_DRAIN_FACTOR = 8
+
+
+class RequestError(ValueError):
+    """A request the server answers with an error status (400 unless said otherwise)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class ModelLoadError(RuntimeError):
+    """A SavedModel cannot be served (missing signature, unreadable raw feature spec)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RawFeature:
+    """One raw model input as ``serving_default`` parses it."""
+
+    name: str
+    kind: str  # "int", "float" or "string"
+    required: bool
+
+
+def list_versions(base: Path) -> List[int]:
+    """Integer version folders under ``base``, ascending (hidden staging folders ignored).
+
+    Same rule as ``cartola.components.model_versions``, repeated here so the server does not
+    import TFX (about 26 s) to list a folder.
+    """
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and _VERSION_DIR.match(p.name))
+
+
+# --------------------------------------------------------------------------------------------
+# Request validation: plain Python, no TensorFlow (batch scoring reuses it).
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else (
+        type(value).__name__)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_value(feature: RawFeature, value: Any) -> Any:
+    """The value as the example will hold it (None = missing); ValueError says what is wrong."""
+    result: Any = None
+    if feature.kind == "string":
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"feature {feature.name!r} must be a string, got {_show(value)}")
+        result = value or None
+    elif value is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"feature {feature.name!r} must be a number, got {_show(value)}")
+        if isinstance(value, float) and math.isnan(value):
+            result = None
+        elif not math.isfinite(value):
+            raise ValueError(f"feature {feature.name!r} must be finite, got {value}")
+        elif feature.kind == "int":
+            if not float(value).is_integer() or not _INT64[0] <= value <= _INT64[1]:
+                raise ValueError(f"feature {feature.name!r} must be an integer, got {value!r}")
+            result = int(value)
+        elif abs(value) > FLOAT32_MAX:
+            raise ValueError(f"feature {feature.name!r} is out of float32 range: {value!r}")
+        else:
+            result = float(value)
+    if result is None and feature.required:
+        raise ValueError(f"feature {feature.name!r} is required, got {_show(value)}")
+    return result
+
+
+class _Problems:
+    """Collects the first few validation errors of a request so one 400 lists them."""
+
+    LIMIT = 5
+
+    def __init__(self):
+        self.messages: List[str] = []
+        self.count = 0
+
+    def add(self, message: str) -> None:
+        """Count a problem; keep its message if among the first few."""
+        self.count += 1
+        if len(self.messages) < self.LIMIT:
+            self.messages.append(message)
+
+    def raise_if_any(self) -> None:
+        """One RequestError listing the kept messages, if there was any problem."""
+        if self.count:
+            more = f" (and {self.count - len(self.messages)} more)" if self.count > len(
+                self.messages) else ""
+            raise RequestError("; ".join(self.messages) + more)
+
+
+def _check_keys(keys, features: Mapping[str, RawFeature], where: str, problems: _Problems):
+    unknown = sorted(set(keys) - set(features))
+    missing = sorted(set(features) - set(keys))
+    if unknown:
+        problems.add(f"{where}: unknown feature(s) {unknown}; the model's raw features are "
+                     f"{sorted(features)}")
+    if missing:
+        problems.add(f"{where}: missing feature(s) {missing}; send NaN (numbers) or '' "
+                     "(strings) for a missing value")
+    return not unknown and not missing
+
+
+def columns_from_instances(instances: Sequence[Any],
+                           features: Mapping[str, RawFeature]) -> Dict[str, List[Any]]:
+    """Row form (``instances``: one object per row) to checked columns."""
+    columns: Dict[str, List[Any]] = {name: [] for name in features}
+    problems = _Problems()
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            problems.add(f"instance {i}: expected an object of raw features, got "
+                         f"{_show(instance)}")
+            continue
+        if not _check_keys(instance, features, f"instance {i}", problems):
+            continue
+        for name, feature in features.items():
+            try:
+                columns[name].append(check_value(feature, instance[name]))
+            except ValueError as err:
+                problems.add(f"instance {i}: {err}")
+    problems.raise_if_any()
+    return columns
+
+
+def columns_from_inputs(inputs: Any, features: Mapping[str, RawFeature]) -> Dict[str, List[Any]]:
+    """Columnar form (``inputs``: one list per feature) to checked columns."""
+    problems = _Problems()
+    if not isinstance(inputs, dict):
+        raise RequestError("'inputs' must be an object of feature name -> list of values")
+    if not _check_keys(inputs, features, "inputs", problems):
+        problems.raise_if_any()
+    lengths = {name: len(values) if isinstance(values, list) else -1
+               for name, values in inputs.items()}
+    if any(n < 0 for n in lengths.values()):
+        raise RequestError("every 'inputs' value must be a list with one value per row")
+    if len(set(lengths.values())) != 1 or not next(iter(lengths.values())):
+        raise RequestError(f"'inputs' lists must be non-empty and of equal length, got {lengths}")
+    columns: Dict[str, List[Any]] = {}
+    for name, feature in features.items():
+        checked = []
+        for i, value in enumerate(inputs[name]):
+            try:
+                checked.append(check_value(feature, value))
+            except ValueError as err:
+                problems.add(f"row {i}: {err}")
+        columns[name] = checked
+    problems.raise_if_any()
+    return columns
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def _decode_b64(values: Sequence[Any]) -> List[bytes]:
+    try:
+        return [base64.b64decode(value["b64"], validate=True) for value in values]
+    except (ValueError, TypeError) as err:
+        raise RequestError(f"cannot base64-decode an example: {err}") from err
+
+
+# --------------------------------------------------------------------------------------------
+# The model.
+
+def _import_tf():
+    # TFX 1.16 expects Keras 2; the legacy switch must precede the first TF import.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf
+
+
+def raw_features_of(signature) -> Dict[str, RawFeature]:
+    """Raw features a ``serving_default`` concrete function parses from ``tf.Example``.
+
+    Read from its ``ParseExampleV2`` op: dense keys without a default are required, sparse
+    keys optional; the op's dtypes give int/float/string.
+    """
+    tf = _import_tf()
+    kinds = {tf.int64.as_datatype_enum: "int", tf.float32.as_datatype_enum: "float",
+             tf.string.as_datatype_enum: "string"}
+    graph_def = signature.graph.as_graph_def()
+    found = []
+    for function in graph_def.library.function:
+        nodes = {node.name: node for node in function.node_def}
+        for node in function.node_def:
+            if node.op != "ParseExampleV2":
+                continue
+            inputs = [name.split(":")[0] for name in node.input]
+
+            def const(name, nodes=nodes):
+                return nodes[name].attr["value"].tensor
+            sparse_keys = [k.decode() for k in const(inputs[2]).string_val]
+            dense_keys = [k.decode() for k in const(inputs[3]).string_val]
+            result = {}
+            for key, dtype in zip(sparse_keys, node.attr["sparse_types"].list.type):
+                result[key] = RawFeature(key, kinds.get(dtype, "?"), required=False)
+            defaults = inputs[5:5 + len(dense_keys)]
+            for key, dtype, default in zip(dense_keys, node.attr["Tdense"].list.type, defaults):
+                has_default = any(dim.size for dim in const(default).tensor_shape.dim)
+                result[key] = RawFeature(key, kinds.get(dtype, "?"), required=not has_default)
+            found.append(result)
+    if len(found) != 1 or any(f.kind == "?" for f in found[0].values()):
+        raise ModelLoadError(f"cannot read the raw feature spec of {EXAMPLES_SIGNATURE!r}: "
+                             f"expected one ParseExampleV2 op of int/float/string features, "
+                             f"found {len(found)}")
+    return dict(sorted(found[0].items()))
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negatives
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    return tag + _varint(len(payload)) + payload
+
+
+def build_examples(columns: Mapping[str, Sequence[Any]],
+                   features: Mapping[str, RawFeature]) -> List[bytes]:
+    """Serialized ``tf.Example`` protos from checked columns (None = feature left out).
+
+    Written in protobuf's wire format directly: one value per feature makes each entry a
+    fixed prefix plus the value, about 4x faster than building ``tf.train.Example`` objects
+    (the server's per-row cost). tests/test_serving.py checks the bytes parse to the same
+    Example.
+    """
+    # Example.features(1) > Features.feature(1, map entry: key 1, value 2) > Feature:
+    # bytes_list(1) | float_list(2) | int64_list(3) > repeated value(1), packed for numbers.
+    keys = {name: _field(b"\x0a", name.encode("utf-8")) for name in columns}
+    float_prefix = {name: _field(b"\x0a", key + b"\x12\x08\x12\x06\x0a\x04" + b"\0" * 4)[:-4]
+                    for name, key in keys.items()}
+    kinds = {name: features[name].kind for name in columns}
+    pack = struct.Struct("<f").pack
+    rows = len(next(iter(columns.values()))) if columns else 0
+    serialized = []
+    for i in range(rows):
+        parts = []
+        for name, values in columns.items():
+            value = values[i]
+            if value is None:
+                continue
+            kind = kinds[name]
+            if kind == "float":
+                parts.append(float_prefix[name] + pack(value))
+            elif kind == "int":
+                parts.append(_field(b"\x0a", keys[name] + _field(
+                    b"\x12", _field(b"\x1a", _field(b"\x0a", _varint(value))))))
+            else:
+                parts.append(_field(b"\x0a", keys[name] + _field(
+                    b"\x12", _field(b"\x0a", _field(b"\x0a", value.encode("utf-8"))))))
+        serialized.append(_field(b"\x0a", b"".join(parts)) if parts else b"")
+    return serialized
+
+
+def _tensor_info(spec, name: str) -> dict:
+    from tensorflow.core.framework import types_pb2  # pylint: disable=import-outside-toplevel
+    dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()]
+    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "name": name,
+            "tensor_shape": {"dim": dims, "unknown_rank": False}}
+
+
+class ServedModel:
+    """One loaded SavedModel version: raw feature spec, metadata and predictions."""
+
+    def __init__(self, version: int, path: Path, loaded):
+        self.version = version
+        self.path = Path(path)
+        self._loaded = loaded  # the signatures' variables live as long as this object
+        signatures = loaded.signatures
+        if EXAMPLES_SIGNATURE not in signatures:
+            raise ModelLoadError(f"{path}: no {EXAMPLES_SIGNATURE!r} signature")
+        self._serve = signatures[EXAMPLES_SIGNATURE]
+        self.features = raw_features_of(self._serve)
+        self.signature_defs = {}
+        for sig_name, function in signatures.items():
+            inputs = function.structured_input_signature[1]
+            self.signature_defs[sig_name] = {
+                "inputs": {k: _tensor_info(v, f"{sig_name}_{k}:0") for k, v in inputs.items()},
+                "outputs": {k: _tensor_info(v, k) for k, v in function.structured_outputs.items()},
+                "method_name": "tensorflow/serving/predict"}
+
+    @classmethod
+    def load(cls, path: Path, version: Optional[int] = None) -> "ServedModel":
+        """Load and warm up (first calls trace and allocate; requests should not pay that)."""
+        tf = _import_tf()
+        path = Path(path)
+        model = cls(int(path.name) if version is None else version, path,
+                    tf.saved_model.load(str(path)))
+        model.warm_up()
+        return model
+
+    def warm_up(self) -> None:
+        """One prediction on a made-up row with every feature present."""
+        row = {name: ("x" if f.kind == "string" else 1 if f.kind == "int" else 0.0)
+               for name, f in self.features.items()}
+        self.predict_columns({name: [value] for name, value in row.items()})
+
+    def predict_serialized(self, serialized: Sequence[bytes]) -> np.ndarray:
+        """PRO probabilities, shape [n], of serialized raw ``tf.Example`` protos."""
+        tf = _import_tf()
+        try:
+            outputs = self._serve(examples=tf.constant(list(serialized), dtype=tf.string))
+        except tf.errors.InvalidArgumentError as err:
+            raise RequestError(f"the model rejected the examples: {err.message}") from err
+        return outputs[OUTPUT_KEY].numpy().reshape(-1)
+
+    def predict_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """PRO probabilities of checked columns (see :func:`columns_from_instances`)."""
+        return self.predict_serialized(build_examples(columns, self.features))
+
+    def predict_instances(self, instances: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Validate raw feature objects and predict, as the server does for ``instances``."""
+        return self.predict_columns(columns_from_instances(instances, self.features))
+
+
+# --------------------------------------------------------------------------------------------
+# Versions: the served model and the watcher.
+
+Loader = Callable[[Path, int], Any]
+
+
+class ModelRegistry:  # pylint: disable=too-many-instance-attributes
+    """The served version of one model folder, swapped when a new highest version appears."""
+
+    def __init__(self, base_dir: Path, name: str, poll_seconds: float = DEFAULT_POLL_SECONDS,
+                 loader: Optional[Loader] = None):
+        self.base_dir = Path(base_dir)
+        self.name = name
+        self.poll_seconds = poll_seconds
+        self._loader = loader or ServedModel.load
+        self._current = None
+        self._failed: Dict[int, str] = {}
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def current(self):
+        """The model serving now (None before the first version loads). Read it once per
+        request: a swap replaces the reference, never the object a request already holds."""
+        return self._current
+
+    def refresh(self) -> bool:
+        """Serve the highest loadable version; True if the served version changed.
+
+        A version that fails to load is logged, reported in the status and not retried; the
+        previous one keeps serving. A removed highest version (a rollback) makes the next
+        highest one served.
+        """
+        with self._refresh_lock:
+            current = self._current
+            while True:
+                candidates = [v for v in list_versions(self.base_dir) if v not in self._failed]
+                if not candidates or (current is not None and current.version == candidates[-1]):
+                    return False
+                target = candidates[-1]
+                started = time.monotonic()
+                try:
+                    model = self._loader(self.base_dir / str(target), target)
+                except Exception as err:  # pylint: disable=broad-except
+                    self._failed[target] = f"{type(err).__name__}: {err}"
+                    LOG.error("cannot load %s version %d: %s", self.name, target,
+                              self._failed[target])
+                    continue  # the next highest one, unless it is already served
+                self._current = model
+                LOG.info("serving %s version %d (loaded in %.1f s)%s", self.name, target,
+                         time.monotonic() - started,
+                         f", replacing version {current.version}" if current else "")
+                return True
+
+    def start(self) -> "ModelRegistry":
+        """Poll the folder every ``poll_seconds`` in a daemon thread."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._watch, name="model-watcher",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the watcher thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(self.poll_seconds, 1.0) + 60)
+            self._thread = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception("model watcher: refresh failed")  # keep watching
+
+    def status(self, version: Optional[int] = None) -> dict:
+        """TF Serving's GetModelStatusResponse as JSON."""
+        entries = []
+        current = self._current
+        if current is not None and version in (None, current.version):
+            entries.append({"version": str(current.version), "state": "AVAILABLE",
+                            "status": {"error_code": "OK", "error_message": ""}})
+        for failed, message in sorted(dict(self._failed).items(), reverse=True):
+            if version in (None, failed):
+                entries.append({"version": str(failed), "state": "END",
+                                "status": {"error_code": "UNKNOWN", "error_message": message}})
+        if not entries:
+            detail = f"version {version} of model {self.name}" if version is not None else (
+                f"any versions of model {self.name}")
+            raise RequestError(f"Could not find {detail}", status=404)
+        return {"model_version_status": entries}
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP.
+
+_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
+                   r"(?:/(?P<metadata>metadata))?(?::(?P<verb>[A-Za-z]+))?/?$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    server_version = "cartola-serving/1"
+    timeout = 120  # seconds a connection may sit idle or stall mid-request
+    server: "ModelServer"
+
+    def do_GET(self):  # pylint: disable=invalid-name
+        """Status and metadata."""
+        self._dispatch("GET")
+
+    def do_POST(self):  # pylint: disable=invalid-name
+        """Predict."""
+        self._dispatch("POST")
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+        LOG.debug("%s %s", self.address_string(), format % args)
+
+    def _dispatch(self, method: str) -> None:
+        headers: Dict[str, str] = {}
+        try:
+            status, body, headers = 200, *self._route(method)
+        except RequestError as err:
+            status, body = err.status, {"error": str(err)}
+            if status >= 500:
+                LOG.error("%s %s: %s", method, self.path, err)
+        except Exception as err:  # pylint: disable=broad-except
+            LOG.exception("%s %s failed", method, self.path)
+            status, body = 500, {"error": f"internal error: {type(err).__name__}: {err}"}
+        data = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self, method: str) -> Tuple[dict, Dict[str, str]]:
+        match = _PATH.match(self.path.split("?", 1)[0])
+        if match is None:
+            if method == "POST":
+                self._discard_body()
+            raise RequestError(f"no such endpoint: {method} {self.path}; see "
+                               f"/v1/models/{self.server.registry.name}", status=404)
+        registry = self.server.registry
+        version = int(match["version"]) if match["version"] else None
+        verb = match["verb"]
+        if match["name"] != registry.name:
+            if method == "POST":
+                self._discard_body()
+            spec = f"Specific({match['name']}, {version})" if version else (
+                f"Latest({match['name']})")
+            raise RequestError(f"Servable not found for request: {spec}", status=404)
+        if method == "GET":
+            if verb:
+                raise RequestError(f"use POST for :{verb}", status=405)
+            if match["metadata"]:
+                return self._metadata(self._model(version)), {}
+            return registry.status(version), {}
+        payload = self._read_json()
+        if match["metadata"] or verb != "predict":
+            raise RequestError(f"unsupported request POST {self.path}; this server answers "
+                               ":predict (not :classify or :regress)", status=404 if not verb
+                               else 400)
+        model = self._model(version)
+        return predict(model, payload, self.server.max_instances), {
+            VERSION_HEADER: str(model.version)}
+
+    def _model(self, version: Optional[int]):
+        model = self.server.registry.current  # read once: this request keeps this model
+        name = self.server.registry.name
+        if model is None:
+            raise RequestError(f"no version of model {name} is loaded yet (watching "
+                               f"{self.server.registry.base_dir})", status=503)
+        if version is not None and version != model.version:
+            raise RequestError(f"Servable not found for request: Specific({name}, {version}); "
+                               f"serving version {model.version}", status=404)
+        return model
+
+    def _metadata(self, model) -> dict:
+        return {"model_spec": {"name": self.server.registry.name, "signature_name": "",
+                               "version": str(model.version)},
+                "metadata": {"signature_def": {"signature_def": model.signature_defs}}}
+
+    def _discard_body(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if 0 <= length <= _DRAIN_FACTOR * self.server.max_body_bytes:
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 16))
+                if not chunk:
+                    break
+                length -= len(chunk)
+        else:
+            self.close_connection = True
+
+    def _read_json(self) -> Any:
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise RequestError("chunked request bodies are not supported; send Content-Length")
+        try:
+            length = int(self.headers["Content-Length"])
+        except (TypeError, ValueError) as err:
+            self.close_connection = True
+            raise RequestError("a Content-Length header is required") from err
+        limit = self.server.max_body_bytes
+        if length > limit:
+            self._discard_body()
+            raise RequestError(f"request body of {length} bytes is over the limit of {limit} "
+                               "bytes (--max-body-bytes); split the request")
+        body = self.rfile.read(length)
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RequestError(f"JSON Parse error: {err}") from err
+
+
+def predict(model, payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES) -> dict:
+    """Answer one predict request body (already parsed JSON) with ``model``."""
+    if not isinstance(payload, dict):
+        raise RequestError("the request body must be a JSON object")
+    signature = payload.get("signature_name") or EXAMPLES_SIGNATURE
+    if signature not in (EXAMPLES_SIGNATURE, RAW_SIGNATURE):
+        raise RequestError(f"signature_name {signature!r} not found; this model serves "
+                           f"{RAW_SIGNATURE!r} (raw features by name) and {EXAMPLES_SIGNATURE!r}"
+                           " (raw features by name, or b64 serialized tf.Example)")
+    if ("instances" in payload) == ("inputs" in payload):
+        raise RequestError("the request needs exactly one of 'instances' (rows) or 'inputs' "
+                           "(columns)")
+    rows_form = "instances" in payload
+    data = payload["instances"] if rows_form else payload["inputs"]
+    if rows_form and (not isinstance(data, list) or not data):
+        raise RequestError("'instances' must be a non-empty list")
+    examples = _serialized_examples(data, rows_form)
+    if examples is not None and signature != EXAMPLES_SIGNATURE:
+        raise RequestError(f"b64 examples go to {EXAMPLES_SIGNATURE!r}; {RAW_SIGNATURE!r} takes "
+                           "raw features by name")
+    if examples is not None:
+        count = len(examples)
+    elif rows_form:
+        count = len(data)
+    else:
+        count = max((len(v) for v in data.values() if isinstance(v, list)),
+                    default=0) if isinstance(data, dict) else 0
+    if count > max_instances:
+        raise RequestError(f"{count} instances is over the limit of {max_instances} per request "
+                           "(--max-instances); split the request")
+    if examples is not None:
+        probabilities = model.predict_serialized(examples)
+    elif rows_form:
+        probabilities = model.predict_columns(columns_from_instances(data, model.features))
+    else:
+        probabilities = model.predict_columns(columns_from_inputs(data, model.features))
+    # float(float32) is exact, so clients reading the JSON get the model's float32 back.
+    result = [[float(p)] for p in probabilities]
+    return {"predictions": result} if rows_form else {"outputs": result}
+
+
+def _serialized_examples(data: Any, rows_form: bool) -> Optional[List[bytes]]:
+    """Serialized examples if the request carries b64 ``tf.Example`` protos, else None."""
+    if rows_form:
+        values = [v.get("examples") if isinstance(v, dict) and len(v) == 1 and "examples" in v
+                  else v for v in data]
+    elif isinstance(data, dict) and set(data) == {"examples"}:
+        values = data["examples"]
+    else:
+        values = data
+    if not isinstance(values, list) or not values or not any(_is_b64(v) for v in values):
+        return None
+    if not all(_is_b64(v) for v in values):
+        raise RequestError("mixed instances: either every instance is {\"b64\": ...} or none is")
+    return _decode_b64(values)
+
+
+class ModelServer(ThreadingHTTPServer):
+    """HTTP server answering TF Serving's REST API from a :class:`ModelRegistry`."""
+
+    daemon_threads = True
+
+    def __init__(self, registry: ModelRegistry, host: str = DEFAULT_HOST,
+                 port: int = DEFAULT_PORT, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 max_instances: int = DEFAULT_MAX_INSTANCES):
+        self.registry = registry
+        self.max_body_bytes = max_body_bytes
+        self.max_instances = max_instances
+        super().__init__((host, port), _Handler)
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8501``."""
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start_background(self) -> threading.Thread:
+        """Serve from a daemon thread (tests, benchmarks); stop with ``shutdown()``."""
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
+                                  name="model-server", daemon=True)
+        thread.start()
+        return thread
+
+
+# --------------------------------------------------------------------------------------------
+# Command line (also ``cartola serve``).
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``cartola serve``; model folder and name default to the config."""
+    parser.add_argument("--model-dir", help="folder of integer versions (default: "
+                        "<serving_dir>/<model_name> from the config)")
+    parser.add_argument("--model-name", help="name in the URL (default: config model_name)")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 exposes it)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port (default {DEFAULT_PORT}, TF Serving's; 0 = any free port)")
+    parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS,
+                        help="how often to look for a new version (default %(default)s)")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                        help="largest request body accepted (default %(default)s)")
+    parser.add_argument("--max-instances", type=int, default=DEFAULT_MAX_INSTANCES,
+                        help="most rows per predict request (default %(default)s)")
+
+
+def serve(args: argparse.Namespace, model_dir: Path, model_name: str) -> int:
+    """Run the server until SIGINT/SIGTERM."""
+    registry = ModelRegistry(model_dir, model_name, args.poll_seconds)
+    registry.refresh()
+    if registry.current is None:
+        LOG.warning("no loadable version under %s yet; waiting for one", model_dir)
+    registry.start()
+    server = ModelServer(registry, args.host, args.port, args.max_body_bytes, args.max_instances)
+    # SIGTERM (docker stop, systemd) stops like Ctrl-C; shutdown() must not run on this thread.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"serving model {model_name} from {model_dir}; listening on {server.url} "
+          f"(try {server.url}/v1/models/{model_name})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        registry.stop()
+        server.server_close()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m cartola.serving.server``: same options as ``cartola serve``."""
+    from cartola.config import load_config  # pylint: disable=import-outside-toplevel
+    parser = argparse.ArgumentParser(prog="python -m cartola.serving.server",
+                                     description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--config", help="TOML config file (default: $CARTOLA_CONFIG)")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = load_config(args.config)
+    return serve(args, Path(args.model_dir) if args.model_dir else config.model_serving_dir,
+                 args.model_name or config.model_name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Airflow DAG of the Cartola PRO TFX pipeline: one task per TFX component.
+
+Copy or symlink this file into Airflow's dags folder (for example ``~/airflow/dags``); it finds
+the project through the installed ``cartola`` package and its config (``CARTOLA_CONFIG``,
+``CARTOLA_HOME`` or ``CARTOLA_<FIELD>`` variables in the scheduler's environment). Parsing
+imports only Airflow and light project modules, never TensorFlow or TFX: each task imports
+TFX in its own process and runs its node of the compiled pipeline under this DAG run's
+``run_id``. See docs/AIRFLOW.md.
+"""
+from datetime import datetime, timedelta, timezone
+
+from airflow import DAG
+from airflow.configuration import conf
+from airflow.operators.python import PythonOperator
+
+from cartola.config import load_config
+from cartola.runners import airflow_tasks, topology
+
+CONFIG = load_config()
+
+DOC = f"""
+### Cartola PRO propensity pipeline (TFX)
+
+One task per TFX component; each runs the real TFX node for this DAG run (one pipeline run in
+ML Metadata per DAG run). Config: project home `{CONFIG.project_home}`, data
+`{CONFIG.data_dir}`, models served from `{CONFIG.model_serving_dir}`.
+
+**Trigger w/ config** `{{"data_root": "/path/to/csv/folder"}}` trains on another folder
+(absolute, or relative to the project home).
+
+How a finished run reads:
+
+| run | `DataValidationGate` | `new_model_pushed` | meaning |
+| --- | --- | --- | --- |
+| success | success | **success** (green) | a new model version is served |
+| success | success | **skipped** (pink) | not blessed, or identical to the served model: nothing pushed (the log and the run note say which) |
+| **failed** | **failed** (red) | upstream_failed | the data has anomalies (listed in the gate's log): nothing trained or pushed |
+| failed | success | upstream_failed | a component failed after its retries: see the red task's log |
+"""
+
+with DAG(
+        dag_id=CONFIG.pipeline_name,
+        description="Cartola PRO subscription propensity: TFX pipeline, one task per component",
+        schedule=airflow_tasks.schedule(CONFIG),
+        start_date=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=airflow_tasks.DAGRUN_TIMEOUT,
+        default_args=airflow_tasks.default_args(
+            CONFIG, timedelta(seconds=conf.getint("core", "default_task_retry_delay"))),
+        doc_md=DOC,
+        tags=["tfx", "cartola"],
+) as dag:
+    tasks = {
+        node_id: PythonOperator(task_id=node_id, python_callable=airflow_tasks.run_tfx_node,
+                                op_kwargs={"node_id": node_id})
+        for node_id in topology.NODES
+    }
+    for downstream, upstreams in topology.NODES.items():
+        for upstream in upstreams:
+            tasks[upstream] >> tasks[downstream]  # pylint: disable=pointless-statement
+    status = PythonOperator(task_id=airflow_tasks.STATUS_TASK,
+                            python_callable=airflow_tasks.report_push, retries=0)
+    tasks[topology.PUSHER] >> status  # pylint: disable=pointless-statement

@@ -1,0 +1,170 @@
+"""The Airflow DAG end to end on the sample data: `airflow dags test`, then the real scheduler
+and webserver with a task killed by SIGKILL mid-run.
+
+Each test starts what it needs in a temporary project home and AIRFLOW_HOME (SQLite,
+SequentialExecutor) and stops it again.
+"""
+# pylint: disable=import-outside-toplevel
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, make_config
+from cartola.airflow_local import local_airflow
+from cartola.components import model_versions
+from cartola.runners import airflow_tasks, topology
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "cartola_pro"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_ids(config) -> list:
+    """Pipeline runs in ML Metadata."""
+    store = airflow_tasks._store(config)  # pylint: disable=protected-access
+    return sorted(ctx.name for ctx in store.get_contexts_by_type("pipeline_run"))
+
+
+def node_states(config, run_id) -> dict:
+    """{node id: [execution states]} of one pipeline run."""
+    store = airflow_tasks._store(config)  # pylint: disable=protected-access
+    return {node: [airflow_tasks._state_name(e)  # pylint: disable=protected-access
+                   for e in airflow_tasks.node_executions(store, config, run_id, node)]
+            for node in topology.NODES}
+
+
+def staging_dirs(config) -> list:
+    """Leftover temporary copies of the atomic Pusher."""
+    base = config.model_serving_dir
+    return sorted(base.glob(".staging-*")) if base.is_dir() else []
+
+
+def dags_test(local, conf: dict):
+    """``airflow dags test`` of the DAG with ``conf`` (tasks run in one process)."""
+    return local.airflow("dags", "test", DAG_ID, "--conf", json.dumps(conf), check=False,
+                         timeout=1200)
+
+
+def task_states(local, run_id) -> dict:
+    """{task id: state} of a DAG run, through the CLI (no webserver needed)."""
+    out = local.airflow("tasks", "states-for-dag-run", DAG_ID, run_id, "--output", "json")
+    return {row["task_id"]: row["state"] for row in json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+@pytest.mark.timeout(1500)
+def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
+    """Trigger conf data_root -> model version 1; the same run again is cached, evaluates
+    against version 1 and ends with new_model_pushed skipped: no duplicate version."""
+    config = make_config(tmp_path / "project", schedule="none")
+    other_data = tmp_path / "other_data"
+    other_data.mkdir()
+    for csv in (REPO / "data").glob("*.csv"):
+        shutil.copy(csv, other_data / csv.name)
+    local = local_airflow(config, export_config=True)
+    local.prepare(create_admin=False)
+    assert (local.dags_dir / "tfx_pipeline.py").is_symlink()  # the link mode
+
+    first = dags_test(local, {"data_root": str(other_data)})
+    assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-5000:]
+    assert model_versions(config.model_serving_dir) == [1]
+    (run_1,) = run_ids(config)
+    assert node_states(config, run_1) == {node: ["COMPLETE"] for node in topology.NODES}
+    assert set(task_states(local, run_1).values()) == {"success"}
+    from cartola.pipeline import metadata_connection_config
+    from ml_metadata.metadata_store import metadata_store
+    store = metadata_store.MetadataStore(metadata_connection_config(config))
+    (example_gen,) = [e for e in store.get_executions() if e.type.endswith("CsvExampleGen")]
+    assert example_gen.custom_properties["input_base"].string_value == str(other_data)
+
+    second = dags_test(local, {"data_root": str(other_data)})
+    assert second.returncode == 0, second.stdout[-5000:] + second.stderr[-5000:]
+    run_2 = (set(run_ids(config)) - {run_1}).pop()
+    states = task_states(local, run_2)
+    assert states.pop(airflow_tasks.STATUS_TASK) == "skipped"
+    assert set(states.values()) == {"success"}
+    assert model_versions(config.model_serving_dir) == [1]
+    assert staging_dirs(config) == []
+    assert all(len(found) == 1 for found in node_states(config, run_2).values())
+
+
+def _wait_for_trainer_executor(local, run_id, timeout=900) -> int:
+    """Pid of the Trainer's task process once its TFX executor is training."""
+    import psutil
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        trainer = local.task_instances(DAG_ID, run_id)["Trainer"]
+        log = local.task_log(DAG_ID, run_id, "Trainer", 1)
+        if trainer["state"] == "running" and "Going to run a new execution" in log:
+            time.sleep(3)  # let it write some of its outputs
+            process = psutil.Process(trainer["pid"])
+            assert "Trainer" in " ".join(process.cmdline()), process.cmdline()
+            return trainer["pid"]
+        if trainer["state"] in ("success", "failed", "upstream_failed"):
+            raise AssertionError(f"Trainer ended before it could be killed: {trainer}")
+        time.sleep(1)
+    raise AssertionError("Trainer never started")
+
+
+@pytest.mark.timeout(1500)
+def test_scheduler_run_through_rest_api_survives_kill_9(tmp_path):
+    """Real scheduler + webserver; trigger via REST; SIGKILL the Trainer's task process while
+    it trains; Airflow retries it; the run succeeds with one model, one pipeline run in MLMD
+    and exactly one finished execution per node."""
+    config = make_config(tmp_path / "project", schedule="none")
+    local = local_airflow(config, port=free_port(), export_config=True,
+                          env_extra={"AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2"})
+    started = local.start()
+    try:
+        assert started["password"] and (os.stat(local.password_file).st_mode & 0o777) == 0o600
+        assert local.start()["already_running"]  # idempotent
+        run_id = local.trigger(DAG_ID)
+        pid = _wait_for_trainer_executor(local, run_id)
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        state = local.wait_run(DAG_ID, run_id, timeout=900)
+        tis = local.task_instances(DAG_ID, run_id)
+        retry_log = local.task_log(DAG_ID, run_id, "Trainer", 2)
+    finally:
+        stopped = local.stop()
+    print(f"run finished {time.monotonic() - killed_at:.0f} s after the kill")
+    assert state == "success", {task: ti["state"] for task, ti in tis.items()}
+    assert stopped == ["scheduler", "webserver"]
+    assert not any(local.running().values())
+
+    assert tis["Trainer"]["try_number"] == 2
+    assert "removed its partial outputs" in retry_log
+    assert {ti["state"] for ti in tis.values()} == {"success"}
+    assert model_versions(config.model_serving_dir) == [1]
+    assert staging_dirs(config) == []
+    assert run_ids(config) == [run_id]
+    assert node_states(config, run_id) == {node: ["COMPLETE"] for node in topology.NODES}
+    # The retry reused the killed execution's id: one output folder per key, all published.
+    for key in ("model", "model_run"):
+        assert len(list((config.pipeline_dir / "Trainer" / key).iterdir())) == 1
+
+
+def test_local_airflow_files_are_private(tmp_path):
+    """Generated secrets never land in the repo and are readable by the owner only."""
+    config = make_config(tmp_path / "project")
+    local = local_airflow(config, export_config=True)
+    local._write_config()  # pylint: disable=protected-access
+    cfg = local.home / "airflow.cfg"
+    assert (os.stat(cfg).st_mode & 0o777) == 0o600
+    text = cfg.read_text(encoding="utf-8")
+    assert "secret_key = " in text and "fernet_key = " in text
+    assert Path(local.home).is_relative_to(tmp_path)

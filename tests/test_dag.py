@@ -1,0 +1,233 @@
+"""Integrity of the Airflow DAG file (src/tfx_pipeline.py) and of its task callables.
+
+The DAG is parsed in a fresh interpreter, as Airflow's DAG processor would, from a *copy* of the
+file in a temporary dags folder: that proves the copy mode and lets us assert on sys.modules.
+"""
+# pylint: disable=redefined-outer-name,import-outside-toplevel
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import REPO, make_config
+from cartola.runners import airflow_tasks, topology
+
+DAG_FILE = REPO / "src" / "tfx_pipeline.py"
+HEAVY = ("tensorflow", "tfx", "tensorflow_transform", "tensorflow_model_analysis",
+         "tensorflow_data_validation", "tfx_bsl", "ml_metadata", "apache_beam", "keras",
+         "tf_keras")
+
+PARSE_SCRIPT = r"""
+import json, sys, time
+from airflow.models.dagbag import DagBag
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1], include_examples=False, safe_mode=True)
+seconds = time.perf_counter() - started
+heavy = tuple(sys.argv[2].split(","))
+out = {"seconds": seconds, "import_errors": {k: str(v) for k, v in bag.import_errors.items()},
+       "heavy_modules": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
+       "dags": {}}
+for dag_id, dag in bag.dags.items():
+    out["dags"][dag_id] = {
+        "schedule": dag.schedule_interval if isinstance(dag.schedule_interval, (str, type(None)))
+                    else str(dag.schedule_interval),
+        "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
+        "dagrun_timeout": dag.dagrun_timeout.total_seconds() if dag.dagrun_timeout else None,
+        "doc_md": bool(dag.doc_md),
+        "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "retries": t.retries,
+                              "retry_delay": t.retry_delay.total_seconds(),
+                              "backoff": t.retry_exponential_backoff,
+                              "callable": getattr(t, "python_callable", None).__name__}
+                  for t in dag.tasks},
+    }
+print("RESULT " + json.dumps(out))
+"""
+
+
+def parse_dag(tmp_path: Path, **cartola_env: str) -> dict:
+    """Parse a copy of the DAG file in a fresh interpreter; ``cartola_env`` are CARTOLA_*."""
+    dags = tmp_path / "dags"
+    dags.mkdir(exist_ok=True)
+    shutil.copy(DAG_FILE, dags / "tfx_pipeline.py")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CARTOLA_", "AIRFLOW"))}
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow_home"),
+               AIRFLOW__CORE__LOAD_EXAMPLES="False",
+               AIRFLOW__CORE__UNIT_TEST_MODE="False",
+               CARTOLA_PROJECT_HOME=str(tmp_path / "project"))
+    env.update({f"CARTOLA_{k.upper()}": v for k, v in cartola_env.items()})
+    result = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(dags), ",".join(HEAVY)],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, result.stdout + result.stderr
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory):
+    """The DAG parsed with the default config."""
+    return parse_dag(tmp_path_factory.mktemp("parse_default"))
+
+
+def test_dag_loads_without_import_errors(parsed):
+    assert parsed["import_errors"] == {}
+    assert list(parsed["dags"]) == ["cartola_pro"]
+
+
+def test_parsing_imports_no_tensorflow_or_tfx(parsed):
+    assert parsed["heavy_modules"] == []
+
+
+def test_schedule_and_defaults_follow_the_config(parsed):
+    config = make_config(Path("/nonexistent"))
+    dag = parsed["dags"][config.pipeline_name]
+    assert dag["schedule"] == config.schedule == "@weekly"
+    assert dag["catchup"] is False
+    assert dag["max_active_runs"] == 1
+    assert dag["dagrun_timeout"] == airflow_tasks.DAGRUN_TIMEOUT.total_seconds()
+    assert dag["doc_md"]
+    for task_id in topology.NODES:
+        task = dag["tasks"][task_id]
+        assert task["retries"] == config.retries
+        assert task["backoff"] is True
+        assert task["retry_delay"] > 0
+        assert task["callable"] == "run_tfx_node"
+    assert dag["tasks"][airflow_tasks.STATUS_TASK]["retries"] == 0
+
+
+def test_config_from_the_environment_reaches_the_dag(tmp_path):
+    parsed = parse_dag(tmp_path, pipeline_name="other_pipeline", schedule="@daily",
+                       retries="5")
+    dag = parsed["dags"]["other_pipeline"]
+    assert dag["schedule"] == "@daily"
+    assert {task["retries"] for task_id, task in dag["tasks"].items()
+            if task_id != airflow_tasks.STATUS_TASK} == {5}
+    manual = parse_dag(tmp_path, schedule="none")
+    assert manual["dags"]["cartola_pro"]["schedule"] is None
+
+
+def test_tasks_and_edges_equal_the_compiled_pipeline(parsed, tmp_path):
+    from cartola.pipeline import compile_pipeline
+    ir = compile_pipeline(make_config(tmp_path))
+    ir_nodes = {node.pipeline_node.node_info.id: sorted(node.pipeline_node.upstream_nodes)
+                for node in ir.nodes}
+    # The static table the DAG is built from ...
+    assert {node: sorted(ups) for node, ups in topology.NODES.items()} == ir_nodes
+    # ... and the DAG itself: one task per node with the IR's edges, plus the status task.
+    tasks = parsed["dags"]["cartola_pro"]["tasks"]
+    expected = dict(ir_nodes, **{airflow_tasks.STATUS_TASK: [topology.PUSHER]})
+    assert {task_id: task["upstream"] for task_id, task in tasks.items()} == expected
+    # MLMD node contexts are named as the task callables look them up.
+    for node in ir.nodes:
+        names = {ctx.type.name: ctx.name.field_value.string_value
+                 for ctx in node.pipeline_node.contexts.contexts}
+        assert names["node"] == topology.node_context_name(
+            "cartola_pro", node.pipeline_node.node_info.id)
+
+
+# --- task callables -------------------------------------------------------------------------
+
+def _context(conf=None, run_id="manual__2025-01-01T00:00:00+00:00"):
+    return {"dag_run": SimpleNamespace(conf=conf, run_id=run_id, dag_id="cartola_pro")}
+
+
+@pytest.fixture
+def airflow_env(tmp_path, monkeypatch):
+    """Keep Airflow (imported by the callables) away from ~/airflow."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow_home"))
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+def test_conf_data_root_is_validated(tmp_path, airflow_env):  # pylint: disable=unused-argument
+    from airflow.exceptions import AirflowFailException
+    config = make_config(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "part.csv").write_text("id,pro_target\n1,0\n", encoding="utf-8")
+    assert airflow_tasks.data_root(_context(), config) is None
+    assert airflow_tasks.data_root(_context({"data_root": None}), config) is None
+    assert airflow_tasks.data_root(_context({"data_root": str(other)}), config) == str(other)
+    # Relative paths are resolved against the project home.
+    assert airflow_tasks.data_root(_context({"data_root": "other"}), config) == str(other)
+    for conf, message in (({"data_root": str(tmp_path / "missing")}, "input folder not found"),
+                          ({"data_root": str(tmp_path)}, "no *.csv"),
+                          ({"data_root": 3}, "must be a folder path"),
+                          ({"dataroot": str(other)}, "unknown keys")):
+        with pytest.raises(AirflowFailException, match=message.replace("*", r"\*")):
+            airflow_tasks.data_root(_context(conf), config)
+
+
+def test_run_id_is_the_airflow_run_id():
+    assert airflow_tasks.pipeline_run_id(_context()) == "manual__2025-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("value,expected", [("@weekly", "@weekly"), ("0 3 * * 1", "0 3 * * 1"),
+                                            ("none", None), ("", None)])
+def test_schedule_values(value, expected):
+    assert airflow_tasks.schedule(make_config(Path("/x"), schedule=value)) == expected
+
+
+def test_status_task_succeeds_on_push_and_skips_otherwise(airflow_env, monkeypatch):
+    # pylint: disable=unused-argument
+    from airflow.exceptions import AirflowSkipException
+    notes = []
+    monkeypatch.setattr(airflow_tasks, "_set_note", lambda context, text: notes.append(text))
+
+    def context(result):
+        return dict(_context(), ti=SimpleNamespace(xcom_pull=lambda task_ids: result))
+
+    pushed = {"pushed": True, "version": "3", "destination": "/s/3", "reason": ""}
+    assert airflow_tasks.report_push(**context(pushed)) == pushed
+    assert "version 3" in notes[-1]
+    reason = "the Evaluator did not bless the model"
+    with pytest.raises(AirflowSkipException, match=reason):
+        airflow_tasks.report_push(**context({"pushed": False, "reason": reason}))
+    assert reason in notes[-1]
+    with pytest.raises(AirflowSkipException, match="no result"):
+        airflow_tasks.report_push(**context(None))
+
+
+def test_unfinished_execution_outputs_are_cleared(tmp_path):
+    """What a retry after kill -9 does before relaunching: only the unfinished execution of
+    this node in this run loses its (unpublished) output folders."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    from cartola.pipeline import metadata_connection_config
+    config = make_config(tmp_path)
+    store = metadata_store.MetadataStore(metadata_connection_config(config))
+    ctx_types = {name: store.put_context_type(pb.ContextType(name=name))
+                 for name in ("pipeline_run", "node")}
+    exec_type = store.put_execution_type(pb.ExecutionType(name="Trainer"))
+
+    def context(kind, name):
+        return store.put_contexts([pb.Context(type_id=ctx_types[kind], name=name)])[0]
+
+    run, other_run = context("pipeline_run", "run-1"), context("pipeline_run", "run-0")
+    trainer = context("node", "cartola_pro.Trainer")
+
+    def execution(state, run_ctx):
+        exec_id = store.put_executions([pb.Execution(type_id=exec_type,
+                                                     last_known_state=state)])[0]
+        store.put_attributions_and_associations(
+            [], [pb.Association(context_id=c, execution_id=exec_id) for c in (run_ctx, trainer)])
+        for key in ("model", "model_run"):
+            (config.pipeline_dir / "Trainer" / key / str(exec_id)).mkdir(parents=True)
+            (config.pipeline_dir / "Trainer" / key / str(exec_id) / "partial").write_text("x")
+        return exec_id
+
+    done = execution(pb.Execution.COMPLETE, other_run)
+    killed = execution(pb.Execution.RUNNING, run)
+    removed = airflow_tasks.clear_unfinished_execution(config, "Trainer", "run-1")
+    trainer_dir = config.pipeline_dir / "Trainer"
+    assert sorted(removed) == [trainer_dir / "model" / str(killed),
+                               trainer_dir / "model_run" / str(killed)]
+    assert (trainer_dir / "model" / str(done) / "partial").is_file()
+    assert not airflow_tasks.clear_unfinished_execution(config, "Trainer", "run-0")
+    assert not airflow_tasks.clear_unfinished_execution(config, "Trainer", "no-such-run")

@@ -1,0 +1,182 @@
+"""Batch scoring: line numbers and reasons of rejected rows, segments, chunking, atomic
+output (fake scorers), then the sample data with the pushed model (e2e)."""
+from __future__ import annotations
+
+import csv
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import SAMPLE_CSV
+from cartola import scoring, tools_cli
+from cartola.serving.client import ServingError
+from cartola.serving.server import RawFeature
+
+FEATURES = {"x": RawFeature("x", "float", True), "k": RawFeature("k", "int", False),
+            "c": RawFeature("c", "string", False)}
+
+CSV_TEXT = """id,pro_target,x,k,c,other
+1,1,2,3,a,z
+2,0,8,,b,z
+3,1,9,1,,z
+4,0,1,0,a,z
+5,2,1,0,a,z
+6,1,abc,0,a,z
+7,1,1,1.5,a,z
+
+8,1,1,1,a
+9,1,5,1,"multi
+line",z
+,1,1,1,a,z
+10,0,,1,a,z
+11,0,inf,1,a,z
+12,0,6,NaN,a,z
+"""
+EXPECTED_REJECTS = [
+    (6, "5", "pro_target must be 0 or 1, got '2'"),
+    (7, "6", "x is not a number: 'abc'"),
+    (8, "7", "k must be an integer, got '1.5'"),
+    (9, "", "blank line"),
+    (10, "8", "expected 6 fields, found 5"),
+    (13, "", "missing id"),
+    (14, "10", "x is required but missing"),
+    (15, "11", "x is not finite"),
+]
+
+
+class FakeScorer:
+    """p = x / 10; remembers the columns it was given."""
+
+    features = FEATURES
+    description = "fake"
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, columns):
+        """x / 10 per row, no per-row failures."""
+        self.calls.append(columns)
+        return np.asarray(columns["x"], dtype=float) / 10, {}
+
+
+def _score(tmp_path, text=CSV_TEXT, scorer=None, **kwargs):
+    source = tmp_path / "in.csv"
+    source.write_text(text, encoding="utf-8")
+    rule = {"status_column": "pro_target", "churn_threshold": 0.5, "conversion_threshold": 0.5}
+    rule.update({k: kwargs.pop(k) for k in list(kwargs) if k in rule})
+    summary = scoring.score_csv(source, tmp_path / "out.csv", scorer or FakeScorer(),
+                                scoring.SegmentRule(**rule), id_column="id", progress=False,
+                                **kwargs)
+    return summary, pd.read_csv(summary.output, dtype={"id": str}), list(
+        csv.reader(summary.rejects.open(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 1000])
+def test_rows_segments_and_rejects_with_line_numbers(tmp_path, chunk_rows):
+    summary, out, rejects = _score(tmp_path, chunk_rows=chunk_rows)
+    assert out.columns.tolist() == ["id", "probability", "segment"]
+    assert out["id"].tolist() == ["1", "2", "3", "4", "9", "12"]
+    assert out["segment"].tolist() == ["churn_risk", "conversion_target", "neither", "neither",
+                                       "neither", "conversion_target"]
+    assert out["probability"].tolist() == pytest.approx([0.2, 0.8, 0.9, 0.1, 0.5, 0.6])
+    assert rejects[0] == ["line", "id", "reason"]
+    assert [(int(r[0]), r[1], r[2]) for r in rejects[1:]] == EXPECTED_REJECTS
+    assert (summary.rows, summary.scored, summary.rejected) == (14, 6, 8)
+    assert summary.by_segment == out["segment"].value_counts().to_dict()
+    assert summary.mean_probability("neither") == pytest.approx(0.5)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_missing_values_reach_the_model_as_none(tmp_path):
+    scorer = FakeScorer()
+    _score(tmp_path, scorer=scorer)
+    columns = scorer.calls[0]
+    assert columns["k"] == [3, None, 1, 0, 1, None]
+    assert columns["c"] == ["a", "b", None, "a", "multi\nline", "a"]
+
+
+def test_thresholds_change_the_segments(tmp_path):
+    summary, out, _ = _score(tmp_path, churn_threshold=0.95, conversion_threshold=0.05)
+    assert out["segment"].tolist() == ["churn_risk", "conversion_target", "churn_risk",
+                                       "conversion_target", "churn_risk", "conversion_target"]
+    assert summary.by_segment == {"churn_risk": 3, "conversion_target": 3, "neither": 0}
+
+
+def test_missing_status_column_is_refused(tmp_path):
+    with pytest.raises(scoring.ScoringError, match="missing column.*'ativo'.*--status-column"):
+        _score(tmp_path, status_column="ativo")
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"churn_threshold": 1.5}, "churn_threshold"), ({"chunk_rows": 0}, "chunk_rows")])
+def test_bad_settings_are_refused(tmp_path, kwargs, message):
+    with pytest.raises(scoring.ScoringError, match=message):
+        _score(tmp_path, **kwargs)
+
+
+def test_failure_leaves_previous_output_untouched(tmp_path):
+    class Broken(FakeScorer):
+        """Fails on the first chunk."""
+
+        def predict(self, columns):
+            raise RuntimeError("model exploded")
+
+    (tmp_path / "out.csv").write_text("previous\n")
+    with pytest.raises(RuntimeError, match="exploded"):
+        _score(tmp_path, scorer=Broken())
+    assert (tmp_path / "out.csv").read_text() == "previous\n"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_http_scorer_retries_a_refused_batch_row_by_row():
+    class Client:
+        """Refuses any batch holding x == 13, as a server's 400 would."""
+
+        model_path = "/v1/models/m"
+
+        def raw_inputs(self):
+            """The model's predict_raw inputs."""
+            return {"x": "DT_FLOAT", "c": "DT_STRING"}
+
+        def predict_columns(self, columns):
+            """x / 100 per row."""
+            if any(x == 13 for x in columns["x"]):
+                raise ServingError(400, "x must not be 13")
+            return [x / 100 for x in columns["x"]]
+
+    scorer = scoring.HttpScorer(Client(), batch_size=4)
+    assert scorer.features["x"].kind == "float" and scorer.features["c"].kind == "string"
+    probabilities, errors = scorer.predict({"x": [1, 2, 13, 4, 5], "c": ["a"] * 5})
+    assert probabilities[[0, 1, 3, 4]] == pytest.approx([0.01, 0.02, 0.04, 0.05])
+    assert errors == {2: "refused by the server: x must not be 13"}
+
+
+@pytest.mark.e2e
+def test_sample_data_every_row_scored_and_summary_matches_file(pushed_project, tmp_path,
+                                                                capsys):
+    config, _ = pushed_project
+    output = tmp_path / "scores.csv"
+    code = tools_cli.main(["score", str(SAMPLE_CSV), str(output), "--model-dir",
+                           str(config.model_serving_dir), "--chunk-rows", "7000",
+                           "--churn-threshold", "0.4", "--conversion-threshold", "0.6"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    sample = pd.read_csv(SAMPLE_CSV)
+    out = pd.read_csv(output)
+    assert len(out) == len(sample) == 20000
+    assert out["id"].tolist() == sample["id"].tolist()
+    assert set(out["segment"]) <= set(scoring.SEGMENTS) and out["segment"].notna().all()
+    assert out["probability"].between(0, 1).all()
+    pro = sample[config.label].to_numpy() == 1
+    expected = np.select([pro & (out["probability"] < 0.4), ~pro & (out["probability"] > 0.6)],
+                         ["churn_risk", "conversion_target"], "neither")
+    assert (out["segment"].to_numpy() == expected).all()
+    counts = out["segment"].value_counts()
+    for segment in scoring.SEGMENTS:  # the printed table matches the file
+        match = re.search(rf"^{segment}\s+([\d,]+)\s", printed.out, re.MULTILINE)
+        assert match and int(match[1].replace(",", "")) == counts.get(segment, 0), printed.out
+    assert "scored 20,000 of 20,000 rows" in printed.out and "rejected 0" in printed.out
+    assert len(pd.read_csv(tmp_path / "scores.rejects.csv")) == 0
