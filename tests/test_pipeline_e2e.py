@@ -1,6 +1,9 @@
 """The real TFX pipeline (LocalDagRunner) end to end on the sample data and on bad data."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,3 +166,22 @@ def test_example_config_with_categorical_features(tmp_path):
     )["probability"].numpy().ravel()
     assert np.all((scores > 0) & (scores < 1))
     assert scores[0] > scores[1]  # short tenure, many tickets, little viewing: churn
+
+
+def test_cli_run_on_bad_data_exits_3_and_reports_the_anomaly(pushed_project, tmp_path,
+                                                             monkeypatch, capsys):
+    """`cartola run` as the README runs it: exit code 3, the anomaly named, a run report."""
+    from cartola.cli import main  # pylint: disable=import-outside-toplevel
+    config, _ = pushed_project
+    for name in [name for name in os.environ if name.startswith("CARTOLA_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CARTOLA_HOME", str(config.project_home))
+    monkeypatch.setenv("CARTOLA_SCHEMA_PATH", str(config.schema_path))
+    bad = _write(_label_two(pd.read_csv(SAMPLE_CSV, nrows=3000)), tmp_path / "bad")
+    before = tree_digest(config.path(config.serving_dir))
+    assert main(["run", "--data-root", bad]) == 3
+    out, err = capsys.readouterr()
+    assert "'pro_target'" in err and "nothing trained or pushed" in err
+    report = Path(out.split("run report: ", 1)[1].split()[0])
+    assert "pro_target" in report.read_text(encoding="utf-8")
+    assert tree_digest(config.path(config.serving_dir)) == before

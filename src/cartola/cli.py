@@ -5,8 +5,15 @@ import argparse
 import sys
 from typing import List, Optional
 
+from cartola import tools_cli
 from cartola.config import ConfigError, load_config
 from cartola.errors import DataValidationError, InputDataError
+
+
+def _print_report(config) -> None:
+    report = tools_cli.report_after_run(config)
+    if report is not None:
+        print(f"run report: {report}")
 
 
 def _run(args) -> int:
@@ -17,6 +24,7 @@ def _run(args) -> int:
     except DataValidationError as err:
         print(f"cartola: run stopped at data validation; nothing trained or pushed.\n{err}",
               file=sys.stderr)
+        _print_report(config)  # the report lists the anomalies beside the data statistics
         return 3
     serving = config.model_serving_dir
     print(f"pipeline finished in {result['seconds']:.1f} s")
@@ -27,6 +35,7 @@ def _run(args) -> int:
         print("no model pushed (not blessed, or identical to the served one); serving: "
               + (str(serving / str(latest)) if latest else "none"))
     print(f"run artifacts: {config.pipeline_dir}")
+    _print_report(config)
     return 0
 
 
@@ -38,6 +47,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     run = commands.add_parser("run", help="run the pipeline end to end with LocalDagRunner")
     run.add_argument("--data-root", help="folder of CSV files (default: config data_root)")
     run.set_defaults(func=_run)
+    tools_cli.register(commands)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
