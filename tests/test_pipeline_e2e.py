@@ -72,6 +72,12 @@ def test_second_run_is_cached_and_pushes_nothing_worse(pushed_project):
     assert tree_digest(config.path(config.serving_dir)) == before
 
 
+def read_sample(**kwargs) -> pd.DataFrame:
+    """The sample CSV as text, so it is written back unchanged: a float round trip would turn
+    the integer columns with gaps into "3.0", which the schema (INT) rightly flags."""
+    return pd.read_csv(SAMPLE_CSV, dtype=str, keep_default_na=False, **kwargs)
+
+
 def _write(frame: pd.DataFrame, folder) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_csv(folder / "data.csv", index=False)
@@ -81,7 +87,7 @@ def _write(frame: pd.DataFrame, folder) -> str:
 def test_shuffled_label_is_not_blessed_and_serving_is_unchanged(pushed_project, tmp_path):
     from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
-    frame = pd.read_csv(SAMPLE_CSV)
+    frame = read_sample()
     frame[config.label] = np.random.default_rng(0).permutation(frame[config.label].to_numpy())
     before = tree_digest(config.path(config.serving_dir))
     result = run_local(config, _write(frame, tmp_path / "shuffled"))
@@ -99,7 +105,7 @@ def _extra_column(frame):
 
 
 def _label_two(frame):
-    frame.loc[10, "pro_target"] = 2
+    frame.loc[10, "pro_target"] = "2"
     return frame
 
 
@@ -125,10 +131,12 @@ def test_bad_data_stops_at_validation(pushed_project, tmp_path, corrupt, expecte
     from cartola.errors import DataValidationError  # pylint: disable=import-outside-toplevel
     from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
-    frame = corrupt(pd.read_csv(SAMPLE_CSV, nrows=3000))
+    frame = corrupt(read_sample(nrows=3000))
     before = tree_digest(config.path(config.serving_dir))
-    with pytest.raises(DataValidationError, match=expected):
+    with pytest.raises(DataValidationError, match=expected) as raised:
         run_local(config, _write(frame, tmp_path / "bad"))
+    named = [line for line in str(raised.value).splitlines() if "feature '" in line]
+    assert named and all(expected in line for line in named), str(raised.value)
     assert tree_digest(config.path(config.serving_dir)) == before
     assert executions_by_state(config)["Transform"][-1] != "RUNNING"
 
@@ -177,7 +185,7 @@ def test_cli_run_on_bad_data_exits_3_and_reports_the_anomaly(pushed_project, tmp
         monkeypatch.delenv(name)
     monkeypatch.setenv("CARTOLA_HOME", str(config.project_home))
     monkeypatch.setenv("CARTOLA_SCHEMA_PATH", str(config.schema_path))
-    bad = _write(_label_two(pd.read_csv(SAMPLE_CSV, nrows=3000)), tmp_path / "bad")
+    bad = _write(_label_two(read_sample(nrows=3000)), tmp_path / "bad")
     before = tree_digest(config.path(config.serving_dir))
     assert main(["run", "--data-root", bad]) == 3
     out, err = capsys.readouterr()
