@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cartola.airflow_local import AirflowLocalError, local_airflow
-from cartola.components import model_versions
+from cartola.versions import model_versions
 from cartola.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]

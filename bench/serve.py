@@ -34,8 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # pylint: disable=wrong-import-position
 from cartola.config import load_config
 from cartola.serving.client import ServingClient
-from cartola.serving.server import (ServedModel, build_examples, columns_from_instances,
-                                    list_versions)
+from cartola.serving.server import ServedModel, build_examples, columns_from_instances
+from cartola.versions import model_versions
 
 
 def _rows(config, features, count: int) -> List[Dict]:
@@ -134,7 +134,7 @@ def main() -> int:
     args = parser.parse_args()
     config = load_config()
     model_dir = Path(args.model_dir) if args.model_dir else config.model_serving_dir
-    versions = list_versions(model_dir)
+    versions = model_versions(model_dir)
     if not versions:
         raise SystemExit(f"bench: no model version under {model_dir}; run `make run` first or "
                          "pass --model-dir")

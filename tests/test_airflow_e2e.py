@@ -19,7 +19,7 @@ import pytest
 
 from conftest import REPO, make_config
 from cartola.airflow_local import local_airflow
-from cartola.components import model_versions
+from cartola.versions import model_versions
 from cartola.runners import airflow_tasks, topology
 
 pytestmark = pytest.mark.e2e

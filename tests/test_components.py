@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cartola.components import describe_anomalies, model_versions, publish_model
+from cartola.components import describe_anomalies, publish_model
+from cartola.versions import model_versions
 from cartola.metrics import ks_from_matrices
 
 

@@ -26,7 +26,7 @@ def _overall_metrics(evaluation_dir):
 
 def test_first_run_pushes_version_1_that_scores_raw_examples(pushed_project):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from cartola.components import model_versions  # pylint: disable=import-outside-toplevel
+    from cartola.versions import model_versions  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
     assert model_versions(config.model_serving_dir) == [1]
     model = tf.saved_model.load(str(config.model_serving_dir / "1"))

@@ -104,3 +104,13 @@ def test_latest_run_is_the_default_and_cli_prints_the_path(pushed_project, capsy
     printed = capsys.readouterr().out
     latest = report.list_runs(config)[-1]
     assert f"run report: {config.project_home / 'reports' / report._safe(latest)}" in printed  # pylint: disable=protected-access
+
+
+@pytest.mark.e2e
+def test_report_times_each_component(first_run):
+    config, _, summary, _ = first_run
+    nodes = {name: (state, seconds) for name, state, seconds in summary["nodes"]}
+    assert nodes["Trainer"][0] == "COMPLETE" and nodes["Trainer"][1] > 0
+    assert all(seconds >= 0 for _, seconds in nodes.values())
+    line = report.node_timings(config, summary["run_id"])
+    assert f"Trainer {nodes['Trainer'][1]:.1f} s" in line

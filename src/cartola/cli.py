@@ -11,6 +11,11 @@ from cartola.errors import DataValidationError, InputDataError
 
 
 def _print_report(config) -> None:
+    from cartola import report as reports  # pylint: disable=import-outside-toplevel
+    try:
+        print(f"components: {reports.node_timings(config)}")
+    except reports.ReportError as err:
+        print(f"cartola: warning: no component timings: {err}", file=sys.stderr)
     report = tools_cli.report_after_run(config)
     if report is not None:
         print(f"run report: {report}")

@@ -1,6 +1,5 @@
 """Custom TFX pieces: the data validation gate and an atomic, integer-versioned Pusher."""
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
@@ -17,9 +16,9 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.utils import io_utils, proto_utils
 
 from cartola.errors import DataValidationError
+from cartola.versions import model_versions
 
 ANOMALIES_FILE = "SchemaDiff.pb"
-_VERSION = re.compile(r"^\d+$")
 
 
 def read_anomalies(artifact: types.Artifact) -> Dict[str, anomalies_pb2.Anomalies]:
@@ -57,13 +56,6 @@ def DataValidationGate(  # pylint: disable=invalid-name
             f"data validation failed with {len(lines)} anomal{'y' if len(lines) == 1 else 'ies'}"
             " (see ExampleValidator output " + anomalies.uri + "):\n  " + "\n  ".join(lines))
     logging.info("Data validation passed: no anomalies.")
-
-
-def model_versions(base: Path) -> List[int]:
-    """Integer versions present under a model's serving folder, ascending."""
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and _VERSION.match(p.name))
 
 
 def _same_model(model_path: Path, version_path: Path) -> bool:

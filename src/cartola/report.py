@@ -49,7 +49,8 @@ class RunInfo:
     def __init__(self, run_id: str, created_ms: int):
         self.run_id = run_id
         self.created_ms = created_ms
-        self.nodes: List[Tuple[str, str]] = []  # (node id, state), execution order
+        # (node id, state, seconds from the execution's creation to its last update)
+        self.nodes: List[Tuple[str, str, float]] = []
         self.outputs: Dict[Tuple[str, str], Any] = {}  # (node, key) -> mlmd Artifact
         self.inputs: Dict[Tuple[str, str], Any] = {}
 
@@ -60,7 +61,7 @@ class RunInfo:
 
     def state(self, node: str) -> Optional[str]:
         """COMPLETE, CACHED, FAILED, ... or None when the node did not run."""
-        return next((state for name, state in self.nodes if name == node), None)
+        return next((state for name, state, _ in self.nodes if name == node), None)
 
 
 def _store(config: Config):
@@ -95,6 +96,12 @@ def _runs(store, pipeline_name: str) -> list:
     return sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))
 
 
+def node_timings(config: Config, run_id: Optional[str] = None) -> str:
+    """One line: each node of the run (default: the latest) with its state and seconds."""
+    return ", ".join(f"{name} {seconds:.1f} s" + ("" if state == "COMPLETE" else f" ({state})")
+                     for name, state, seconds in load_run(config, run_id).nodes)
+
+
 def list_runs(config: Config) -> List[str]:
     """Run ids of the pipeline, oldest first."""
     return [run.name for run in _runs(_store(config), config.pipeline_name)]
@@ -120,7 +127,8 @@ def load_run(config: Config, run_id: Optional[str] = None) -> RunInfo:
         node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(
             execution.id) if c.type == "node"), str(execution.type))
         info.nodes.append((node, metadata_store_pb2.Execution.State.Name(
-            execution.last_known_state)))
+            execution.last_known_state), (execution.last_update_time_since_epoch
+                                          - execution.create_time_since_epoch) / 1000))
         events = store.get_events_by_execution_ids([execution.id])
         artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
         for event in events:
@@ -547,7 +555,8 @@ def _overview(config: Config, run: RunInfo, summary: dict) -> str:
                           "no (not blessed, or identical to the served model)")),
     ]
     rows = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in outcome)
-    nodes = _table(["node", "state"], run.nodes)
+    nodes = _table(["node", "state", "seconds"],
+                   [(name, state, f"{seconds:.1f}") for name, state, seconds in run.nodes])
     return (f"<p>Pipeline <code>{html.escape(config.pipeline_name)}</code>, run "
             f"<code>{html.escape(run.run_id)}</code>, started {html.escape(created)}. "
             f"Artifacts under <code>{html.escape(str(config.pipeline_dir))}</code>.</p>"

@@ -92,8 +92,9 @@ class LocalScorer:
     def from_serving_dir(cls, model_dir: Path, version: Optional[int] = None) -> "LocalScorer":
         """The given version under ``model_dir``, or its highest."""
         # pylint: disable=import-outside-toplevel
-        from cartola.serving.server import ServedModel, list_versions
-        versions = list_versions(Path(model_dir))
+        from cartola.serving.server import ServedModel
+        from cartola.versions import model_versions
+        versions = model_versions(Path(model_dir))
         if not versions:
             raise ScoringError(f"no model version under {model_dir}; run the pipeline first")
         chosen = versions[-1] if version is None else version

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from cartola.components import model_versions
+from cartola.versions import model_versions
 from cartola.config import Config
 from cartola.inputs import check_input_dir
 

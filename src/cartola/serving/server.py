@@ -40,6 +40,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from cartola.versions import model_versions
+
 LOG = logging.getLogger("cartola.serving")
 
 DEFAULT_HOST = "127.0.0.1"
@@ -52,7 +54,6 @@ RAW_SIGNATURE = "predict_raw"
 OUTPUT_KEY = "probability"
 VERSION_HEADER = "X-Model-Version"
 
-_VERSION_DIR = re.compile(r"^\d+$")
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 FLOAT32_MAX = 3.4028234663852886e38
 # Bodies over the limit are read and dropped up to this multiple of it (so the client sees the
@@ -79,18 +80,6 @@ class RawFeature:
     name: str
     kind: str  # "int", "float" or "string"
     required: bool
-
-
-def list_versions(base: Path) -> List[int]:
-    """Integer version folders under ``base``, ascending (hidden staging folders ignored).
-
-    Same rule as ``cartola.components.model_versions``, repeated here so the server does not
-    import TFX (about 26 s) to list a folder.
-    """
-    base = Path(base)
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and _VERSION_DIR.match(p.name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,7 +408,7 @@ class ModelRegistry:  # pylint: disable=too-many-instance-attributes
         with self._refresh_lock:
             current = self._current
             while True:
-                candidates = [v for v in list_versions(self.base_dir) if v not in self._failed]
+                candidates = [v for v in model_versions(self.base_dir) if v not in self._failed]
                 if not candidates or (current is not None and current.version == candidates[-1]):
                     return False
                 target = candidates[-1]
