@@ -6,7 +6,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-fast lint baseline data schema lock airflow-up airflow-down bench clean
+.PHONY: setup run test test-fast lint baseline data schema lock airflow-up airflow-down bench bench-dag-run clean
 
 setup:
 	@bash scripts/setup.sh
@@ -41,9 +41,12 @@ airflow-up: setup  ## Local Airflow (127.0.0.1:8080) with the DAG linked in.
 airflow-down:
 	$(PY) -m cartola.airflow_local stop
 
-bench: setup
+bench: setup  ## Parse cost of the DAG file and server latency (needs a pushed model: make run).
 	$(PY) bench/dag_parse.py
 	$(PY) bench/serve.py
+
+bench-dag-run: setup  ## Trigger-to-pushed-model under the real scheduler, both DAGs (~20 min).
+	$(PY) bench/dag_run.py
 
 clean:  ## Remove pipeline outputs, metadata, Airflow home and pushed models (keeps .venv).
 	rm -rf tfx airflow reports serving_model/*/
