@@ -69,8 +69,7 @@ def task_states(local, run_id) -> dict:
 @pytest.mark.timeout(1500)
 def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
     """Trigger conf data_root -> model version 1; the same run again is cached, evaluates
-    against version 1 and ends with new_model_pushed skipped: no duplicate version; a run on
-    bad data fails at DataValidationGate and pushes nothing."""
+    against version 1 and ends with new_model_pushed skipped: no duplicate version."""
     config = make_config(tmp_path / "project", schedule="none")
     other_data = tmp_path / "other_data"
     other_data.mkdir()
@@ -102,25 +101,31 @@ def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
     assert staging_dirs(config) == []
     assert all(len(found) == 1 for found in node_states(config, run_2).values())
 
-    # Bad data: the gate fails at once (no retries), nothing downstream runs, nothing pushed.
+
+@pytest.mark.timeout(900)
+def test_dags_test_on_bad_data_fails_at_the_gate(tmp_path):
+    """A label value 2: DataValidationGate fails at once (no retry), nothing downstream
+    runs, the gate's log names the feature, nothing is pushed."""
+    config = make_config(tmp_path / "project", schedule="none")
+    local = local_airflow(config, export_config=True)
+    local.prepare(create_admin=False)
     bad_data = tmp_path / "bad_data"
     bad_data.mkdir()
     lines = (REPO / "data" / "cartola_sample.csv").read_text(encoding="utf-8").splitlines()
-    header = lines[0].split(",")
     row = lines[1].split(",")
-    row[header.index("pro_target")] = "2"
+    row[lines[0].split(",").index("pro_target")] = "2"
     (bad_data / "data.csv").write_text("\n".join([lines[0], ",".join(row)] + lines[2:3000])
                                        + "\n", encoding="utf-8")
-    third = dags_test(local, {"data_root": str(bad_data)})
-    run_3 = (set(run_ids(config)) - {run_1, run_2}).pop()
-    states = task_states(local, run_3)
+    result = dags_test(local, {"data_root": str(bad_data)})
+    (run_id,) = run_ids(config)
+    states = task_states(local, run_id)
     assert states[topology.VALIDATION_GATE] == "failed", states
     assert {states[task] for task in ("Transform", "Trainer", "Evaluator", "Pusher",
                                       airflow_tasks.STATUS_TASK)} == {"upstream_failed"}
-    gate_log = (third.stdout + third.stderr
-                + local.task_log(DAG_ID, run_3, topology.VALIDATION_GATE, 1))
+    gate_log = (result.stdout + result.stderr
+                + local.task_log(DAG_ID, run_id, topology.VALIDATION_GATE, 1))
     assert "feature 'pro_target'" in gate_log
-    assert model_versions(config.model_serving_dir) == [1]
+    assert model_versions(config.model_serving_dir) == []
 
 
 def _wait_for_trainer_executor(local, run_id, timeout=900) -> int:
