@@ -9,11 +9,13 @@ VENV=${VENV:-.venv}
 
 find_python310() {
   # PATH first (a pyenv shim that does not select 3.10 fails the version check), then pyenv's versions.
-  local exe pyenv_root
+  # A python3.10 inside another virtual environment (an activated venv) stands for its base
+  # interpreter, so the new venv never depends on another one.
+  local exe base pyenv_root
   pyenv_root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
   for exe in "$(command -v python3.10 || true)" "$pyenv_root"/versions/3.10*/bin/python3.10; do
-    if [ -x "$exe" ] && "$exe" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
-      echo "$exe"; return 0
+    if [ -x "$exe" ] && base=$("$exe" -c 'import sys; assert sys.version_info[:2] == (3, 10); import os; print(sys.executable if sys.prefix == sys.base_prefix else os.path.join(sys.base_prefix, "bin", "python3.10"))' 2>/dev/null); then
+      echo "$base"; return 0
     fi
   done
   return 1

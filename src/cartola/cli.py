@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import List, Optional
 
 from cartola import tools_cli
@@ -22,6 +23,8 @@ def _print_report(config) -> None:
 
 
 def _run(args) -> int:
+    # TFX's Google client libraries warn at import that Python 3.10 is old; TFX 1.16 needs it.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
     from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
     config = load_config(args.config)
     try:
