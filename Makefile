@@ -49,4 +49,4 @@ bench-dag-run: setup  ## Trigger-to-pushed-model under the real scheduler, both 
 	$(PY) bench/dag_run.py
 
 clean:  ## Remove pipeline outputs, metadata, Airflow home and pushed models (keeps .venv).
-	rm -rf tfx airflow reports serving_model/*/
+	rm -rf tfx_output airflow reports serving_model/*/

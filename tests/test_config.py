@@ -10,7 +10,7 @@ def test_defaults_resolve_under_project_home(tmp_path):
     config = load_config(environ={"CARTOLA_PROJECT_HOME": str(tmp_path)})
     assert config.data_dir == tmp_path / "data"
     assert config.model_serving_dir == tmp_path / "serving_model" / "cartola_pro"
-    assert config.sqlite_metadata_path() == tmp_path / "tfx" / "metadata" / "metadata.db"
+    assert config.sqlite_metadata_path() == tmp_path / "tfx_output" / "metadata" / "metadata.db"
     assert config.schedule == "@weekly"
 
 

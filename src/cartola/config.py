@@ -52,10 +52,10 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # Curated schema imported by ImportSchemaGen (see README, "Updating the schema").
     schema_path: Path = Path("schema/schema.pbtxt")
     # Pipeline artifacts, ML Metadata, pushed models, Airflow home.
-    pipeline_root: Path = Path("tfx/pipelines")
+    pipeline_root: Path = Path("tfx_output/pipelines")
     # "sqlite:///<path>" (relative paths allowed), "mysql://user:password@host:port/db" or
     # "postgresql://user:password@host:port/db". Credentials belong in the environment.
-    metadata_uri: str = "sqlite:///tfx/metadata/metadata.db"
+    metadata_uri: str = "sqlite:///tfx_output/metadata/metadata.db"
     serving_dir: Path = Path("serving_model")
     airflow_home: Path = Path("airflow")
 
