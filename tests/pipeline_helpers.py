@@ -45,11 +45,10 @@ def examples_frame(split_dir: Path) -> pd.DataFrame:
 def executions_by_state(config):
     """{component class name: [state names]} of every execution in ML Metadata, in order."""
     # pylint: disable=import-outside-toplevel
-    from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    from cartola.pipeline import metadata_connection_config
-    store = metadata_store.MetadataStore(metadata_connection_config(config))
+    from cartola.pipeline import open_metadata_store
+    store = open_metadata_store(config)
     types = {t.id: t.name for t in store.get_execution_types()}
     result = {}
     for execution in store.get_executions():

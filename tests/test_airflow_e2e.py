@@ -34,15 +34,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def open_store(config):
+    """The project's ML Metadata store (imports TFX: only once a test needs it)."""
+    from cartola.pipeline import open_metadata_store
+    return open_metadata_store(config)
+
+
 def run_ids(config) -> list:
     """Pipeline runs in ML Metadata."""
-    store = airflow_tasks._store(config)  # pylint: disable=protected-access
+    store = open_store(config)
     return sorted(ctx.name for ctx in store.get_contexts_by_type("pipeline_run"))
 
 
 def node_states(config, run_id) -> dict:
     """{node id: [execution states]} of one pipeline run."""
-    store = airflow_tasks._store(config)  # pylint: disable=protected-access
+    store = open_store(config)
     return {node: [airflow_tasks._state_name(e)  # pylint: disable=protected-access
                    for e in airflow_tasks.node_executions(store, config, run_id, node)]
             for node in topology.NODES}
@@ -85,9 +91,7 @@ def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
     (run_1,) = run_ids(config)
     assert node_states(config, run_1) == {node: ["COMPLETE"] for node in topology.NODES}
     assert set(task_states(local, run_1).values()) == {"success"}
-    from cartola.pipeline import metadata_connection_config
-    from ml_metadata.metadata_store import metadata_store
-    store = metadata_store.MetadataStore(metadata_connection_config(config))
+    store = open_store(config)
     (example_gen,) = [e for e in store.get_executions() if e.type.endswith("CsvExampleGen")]
     assert example_gen.custom_properties["input_base"].string_value == str(other_data)
 

@@ -197,11 +197,10 @@ def test_status_task_succeeds_on_push_and_skips_otherwise(airflow_env, monkeypat
 def test_unfinished_execution_outputs_are_cleared(tmp_path):
     """What a retry after kill -9 does before relaunching: only the unfinished execution of
     this node in this run loses its (unpublished) output folders."""
-    from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
-    from cartola.pipeline import metadata_connection_config
+    from cartola.pipeline import open_metadata_store
     config = make_config(tmp_path)
-    store = metadata_store.MetadataStore(metadata_connection_config(config))
+    store = open_metadata_store(config)
     ctx_types = {name: store.put_context_type(pb.ContextType(name=name))
                  for name in ("pipeline_run", "node")}
     exec_type = store.put_execution_type(pb.ExecutionType(name="Trainer"))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 import tensorflow_model_analysis as tfma
+from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
@@ -53,6 +54,11 @@ def metadata_connection_config(config: Config) -> metadata_store_pb2.ConnectionC
     else:
         raise ConfigError(f"metadata_uri scheme not supported: {config.metadata_uri!r}")
     return connection
+
+
+def open_metadata_store(config: Config) -> metadata_store.MetadataStore:
+    """The project's ML Metadata store (created if missing, as TFX's runners do)."""
+    return metadata_store.MetadataStore(metadata_connection_config(config))
 
 
 def frozen_schema(config: Config) -> Path:

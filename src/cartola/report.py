@@ -68,11 +68,8 @@ def _store(config: Config):
     sqlite_path = config.sqlite_metadata_path()
     if sqlite_path is not None and not sqlite_path.is_file():
         raise ReportError(f"no ML Metadata database at {sqlite_path}: run the pipeline first")
-    # pylint: disable=import-outside-toplevel
-    from ml_metadata.metadata_store import metadata_store
-
-    from cartola.pipeline import metadata_connection_config
-    return metadata_store.MetadataStore(metadata_connection_config(config))
+    from cartola.pipeline import open_metadata_store  # pylint: disable=import-outside-toplevel
+    return open_metadata_store(config)
 
 
 def _runs(store, pipeline_name: str) -> list:
@@ -343,15 +340,14 @@ def score_examples(model_path: str, serialized: Sequence[bytes], batch: int = 40
 
 
 def ks_statistic(scores: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
-    """(KS, threshold): the largest gap between the two classes' score CDFs and where."""
-    positives, negatives = np.sort(scores[labels == 1]), np.sort(scores[labels == 0])
+    """(KS, threshold): the largest gap between the two classes' score CDFs and where
+    (scipy's two-sample KS, as the baseline script computes it)."""
+    from scipy import stats  # pylint: disable=import-outside-toplevel
+    positives, negatives = scores[labels == 1], scores[labels == 0]
     if positives.size == 0 or negatives.size == 0:
         return math.nan, math.nan
-    thresholds = np.unique(scores)
-    gap = (np.searchsorted(negatives, thresholds, side="right") / len(negatives)
-           - np.searchsorted(positives, thresholds, side="right") / len(positives))
-    best = int(np.argmax(np.abs(gap)))
-    return float(abs(gap[best])), float(thresholds[best])
+    result = stats.ks_2samp(positives, negatives, method="asymp")
+    return float(result.statistic), float(result.statistic_location)
 
 
 # --------------------------------------------------------------------------------------------

@@ -119,10 +119,8 @@ def _set_note(context: Mapping[str, Any], text: str) -> None:
 # --- ML Metadata queries (import TFX / ML Metadata lazily) ----------------------------------
 
 def _store(config: Config):
-    # pylint: disable=import-outside-toplevel
-    from ml_metadata.metadata_store import metadata_store
-    from cartola.pipeline import metadata_connection_config
-    return metadata_store.MetadataStore(metadata_connection_config(config))
+    from cartola.pipeline import open_metadata_store  # pylint: disable=import-outside-toplevel
+    return open_metadata_store(config)
 
 
 def node_executions(store, config: Config, run_id: str, node_id: str) -> List[Any]:
