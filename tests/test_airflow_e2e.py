@@ -11,13 +11,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, make_config
+from pipeline_helpers import free_port
 from cartola.airflow_local import local_airflow
 from cartola.versions import model_versions
 from cartola.runners import airflow_tasks, topology
@@ -25,13 +25,6 @@ from cartola.runners import airflow_tasks, topology
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "cartola_pro"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def open_store(config):

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import time
 import urllib.parse
 
 import pytest
 
 from conftest import REPO, make_config
+from pipeline_helpers import free_port
 from cartola.airflow_local import local_airflow
 from cartola.runners import airflow_tasks, topology
 
@@ -28,12 +28,6 @@ ASSETS = REPO / "assets"
 DAG_ID = "cartola_pro"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FULL_RUN = os.environ.get("CARTOLA_BROWSER_FULL_RUN") == "1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +91,7 @@ def test_login_find_graph_trigger_screenshot(chromium, tmp_path):
     for csv in (REPO / "data").glob("*.csv"):
         shutil.copy(csv, other_data / csv.name)
     conf = {"data_root": str(other_data)}
-    local = local_airflow(config, port=_free_port(), export_config=True)
+    local = local_airflow(config, port=free_port(), export_config=True)
     local.start()
     ASSETS.mkdir(exist_ok=True)
     try:
