@@ -33,7 +33,7 @@ schema: setup  ## Re-infer and curate schema/schema.pbtxt from data/ (review the
 	$(PY) -m cartola.schema
 
 lock:  ## Re-resolve requirements.txt from requirements.in.
-	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_36 -o requirements.txt
+	uv pip compile requirements.in --override overrides.txt --python-version 3.10 --python-platform x86_64-manylinux_2_36 -o requirements.txt
 
 airflow-up: setup  ## Local Airflow (127.0.0.1:8080) with the DAG linked in.
 	$(PY) -m cartola.airflow_local start
