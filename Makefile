@@ -36,10 +36,10 @@ lock:  ## Re-resolve requirements.txt from requirements.in.
 	uv pip compile requirements.in --override overrides.txt --python-version 3.10 --python-platform x86_64-manylinux_2_36 -o requirements.txt
 
 airflow-up: setup  ## Local Airflow (127.0.0.1:8080) with the DAG linked in.
-	$(PY) -m cartola.airflow_local start
+	$(PY) -m cartola.orchestration.airflow_local start
 
 airflow-down:
-	$(PY) -m cartola.airflow_local stop
+	$(PY) -m cartola.orchestration.airflow_local stop
 
 bench: setup  ## Parse cost of the DAG file and server latency (needs a pushed model: make run).
 	$(PY) bench/dag_parse.py

@@ -12,7 +12,7 @@ from tfx.orchestration.airflow.airflow_dag_runner import (AirflowDagRunner,
 
 from cartola.config import load_config
 from cartola.pipeline import create_pipeline
-from cartola.runners import airflow_tasks
+from cartola.orchestration import airflow_tasks
 
 BASE_CONFIG = load_config()
 CONFIG = BASE_CONFIG.replace(pipeline_name=f"{BASE_CONFIG.pipeline_name}_tfx_runner")

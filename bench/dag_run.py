@@ -2,7 +2,7 @@
 pipeline wrapped by TFX's AirflowDagRunner, on the same data, in one run.
 
 For each DAG: a fresh temporary project home and AIRFLOW_HOME (SQLite, SequentialExecutor,
-started with cartola.airflow_local), only that DAG file in the dags folder, one run
+started with cartola.orchestration.airflow_local), only that DAG file in the dags folder, one run
 triggered through the REST API. Measured from the trigger: when model version 1 appears in
 serving_model/ and when the run succeeds; plus each task's duration and the scheduling gaps.
 The AirflowDagRunner file needs a longer import timeout than Airflow's default 30 s to be
@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from cartola.airflow_local import AirflowLocalError, local_airflow
+from cartola.orchestration.airflow_local import AirflowLocalError, local_airflow
 from cartola.versions import model_versions
 from cartola.config import load_config
 

@@ -14,7 +14,7 @@ from airflow.configuration import conf
 from airflow.operators.python import PythonOperator
 
 from cartola.config import load_config
-from cartola.runners import airflow_tasks, topology
+from cartola.orchestration import airflow_tasks, topology
 
 CONFIG = load_config()
 

@@ -28,7 +28,7 @@ def make_config(home: Path, **overrides) -> Config:
 @pytest.fixture(scope="session")
 def pushed_project(tmp_path_factory):
     """(config, result) after one real LocalDagRunner run on the sample data."""
-    from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config = make_config(tmp_path_factory.mktemp("project"))
     result = run_local(config)
     assert result["pushed_version"] == 1, result

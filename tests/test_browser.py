@@ -19,8 +19,8 @@ import pytest
 
 from conftest import REPO, make_config
 from pipeline_helpers import free_port
-from cartola.airflow_local import local_airflow
-from cartola.runners import airflow_tasks, topology
+from cartola.orchestration.airflow_local import local_airflow
+from cartola.orchestration import airflow_tasks, topology
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO, make_config
-from cartola.runners import airflow_tasks, topology
+from cartola.orchestration import airflow_tasks, topology
 
 DAG_FILE = REPO / "src" / "tfx_pipeline.py"
 HEAVY = ("tensorflow", "tfx", "tensorflow_transform", "tensorflow_model_analysis",

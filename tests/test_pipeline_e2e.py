@@ -60,7 +60,7 @@ def test_tfx_ks_matches_baseline_on_same_eval_split(pushed_project):
 
 
 def test_second_run_is_cached_and_pushes_nothing_worse(pushed_project):
-    from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
     before = tree_digest(config.path(config.serving_dir))
     result = run_local(config)
@@ -85,7 +85,7 @@ def _write(frame: pd.DataFrame, folder) -> str:
 
 
 def test_shuffled_label_is_not_blessed_and_serving_is_unchanged(pushed_project, tmp_path):
-    from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
     frame = read_sample()
     frame[config.label] = np.random.default_rng(0).permutation(frame[config.label].to_numpy())
@@ -129,7 +129,7 @@ def _all_missing_feature(frame):
 ])
 def test_bad_data_stops_at_validation(pushed_project, tmp_path, corrupt, expected):
     from cartola.errors import DataValidationError  # pylint: disable=import-outside-toplevel
-    from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
     frame = corrupt(read_sample(nrows=3000))
     before = tree_digest(config.path(config.serving_dir))
@@ -145,7 +145,7 @@ def test_bad_data_stops_at_validation(pushed_project, tmp_path, corrupt, expecte
                          [("", "empty file"), ("id,pro_target\n", "header only")])
 def test_empty_input_file_is_rejected_before_the_run(pushed_project, tmp_path, content, expected):
     from cartola.errors import InputDataError  # pylint: disable=import-outside-toplevel
-    from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
     (tmp_path / "in.csv").write_text(content)
     before = tree_digest(config.path(config.serving_dir))
@@ -158,7 +158,7 @@ def test_example_config_with_categorical_features(tmp_path):
     """The same code on another binary-label CSV, configured by examples/streaming_churn."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from cartola.config import load_config  # pylint: disable=import-outside-toplevel
-    from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     example = REPO / "examples" / "streaming_churn"
     config = load_config(example / "config.toml", environ={}, project_home=str(tmp_path),
                          data_root=str(example / "data"),

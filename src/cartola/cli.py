@@ -25,7 +25,7 @@ def _print_report(config) -> None:
 def _run(args) -> int:
     # TFX's Google client libraries warn at import that Python 3.10 is old; TFX 1.16 needs it.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
-    from cartola.runners.local import run_local  # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config = load_config(args.config)
     try:
         result = run_local(config, args.data_root)

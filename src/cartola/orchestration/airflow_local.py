@@ -1,6 +1,6 @@
 """Start, stop and inspect a local Airflow (webserver + scheduler) for this project.
 
-``python -m cartola.airflow_local start|stop|status|trigger`` (``make airflow-up`` /
+``python -m cartola.orchestration.airflow_local start|stop|status|trigger`` (``make airflow-up`` /
 ``make airflow-down``).
 
 ``AIRFLOW_HOME`` is ``config.airflow_dir`` (``<project home>/airflow`` by default). Its
@@ -149,7 +149,7 @@ class LocalAirflow:
             return
         self.home.mkdir(parents=True, exist_ok=True)
         from cryptography.fernet import Fernet  # pylint: disable=import-outside-toplevel
-        text = f"""# Written by cartola.airflow_local for a local, single-machine Airflow.
+        text = f"""# Written by cartola.orchestration.airflow_local for a local, single-machine Airflow.
 # SQLite allows only the SequentialExecutor; see docs/AIRFLOW.md for LocalExecutor/Postgres.
 [core]
 dags_folder = {self.dags_dir}
@@ -452,8 +452,8 @@ def local_airflow(config: Optional[Config] = None, port: int = DEFAULT_PORT,
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m cartola.airflow_local start|stop|status|trigger``."""
-    parser = argparse.ArgumentParser(prog="python -m cartola.airflow_local",
+    """``python -m cartola.orchestration.airflow_local start|stop|status|trigger``."""
+    parser = argparse.ArgumentParser(prog="python -m cartola.orchestration.airflow_local",
                                      description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("command", choices=("start", "stop", "status", "trigger"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT",
@@ -478,7 +478,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f"(shown once; kept in {local.password_file}, mode 0600)")
             else:
                 print(f"Log in as {ADMIN_USER}; password in {local.password_file}")
-            print("Stop with: python -m cartola.airflow_local stop")
+            print("Stop with: python -m cartola.orchestration.airflow_local stop")
         elif args.command == "stop":
             stopped = local.stop()
             print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")

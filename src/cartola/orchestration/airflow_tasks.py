@@ -5,7 +5,7 @@ at parse time, and the scheduler re-parses that file every 30 s. TFX is imported
 task callables, in the task's own process.
 
 Every TFX task launches one node of the compiled pipeline under the Airflow DAG run's
-``run_id`` (see :func:`cartola.runners.node.run_node`), so ML Metadata holds one pipeline run
+``run_id`` (see :func:`cartola.orchestration.node.run_node`), so ML Metadata holds one pipeline run
 per DAG run and each node finds its inputs there.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 from cartola.config import Config, load_config
 from cartola.errors import DataValidationError, InputDataError
 from cartola.inputs import check_input_dir
-from cartola.runners import topology
+from cartola.orchestration import topology
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
     folder = data_root(context, config)
     started = time.monotonic()
     importlib.import_module("cartola.pipeline")  # TensorFlow, TFX, TFMA: the bulk of the cost
-    from cartola.runners.node import run_node
+    from cartola.orchestration.node import run_node
     imported = time.monotonic()
     log.info("imported TFX in %.1f s", imported - started)
     clear_unfinished_execution(config, node_id, run_id)

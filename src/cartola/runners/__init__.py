@@ -1,1 +1,0 @@
-"""Runners of the pipeline: local (LocalDagRunner) and Airflow (one node per task)."""
