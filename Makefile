@@ -35,8 +35,9 @@ schema: setup  ## Re-infer and curate schema/schema.pbtxt from data/ (review the
 lock:  ## Re-resolve requirements.txt from requirements.in.
 	uv pip compile requirements.in --override overrides.txt --python-version 3.10 --python-platform x86_64-manylinux_2_36 -o requirements.txt
 
-airflow-up: setup  ## Local Airflow (127.0.0.1:8080) with the DAG linked in.
-	$(PY) -m cartola.orchestration.airflow_local start
+PROFILE ?=
+airflow-up: setup  ## Local Airflow 3 (127.0.0.1:8080) with the DAG linked in; PROFILE=sqlite|postgres|celery.
+	$(PY) -m cartola.orchestration.airflow_local start $(if $(PROFILE),--profile $(PROFILE))
 
 airflow-down:
 	$(PY) -m cartola.orchestration.airflow_local stop

@@ -9,9 +9,8 @@ TFX in its own process and runs its node of the compiled pipeline under this DAG
 """
 from datetime import datetime, timedelta, timezone
 
-from airflow import DAG
-from airflow.configuration import conf
-from airflow.operators.python import PythonOperator
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, conf
 
 from cartola.config import load_config
 from cartola.orchestration import airflow_tasks, topology
@@ -33,7 +32,7 @@ How a finished run reads:
 | run | `DataValidationGate` | `new_model_pushed` | meaning |
 | --- | --- | --- | --- |
 | success | success | **success** (green) | a new model version is served |
-| success | success | **skipped** (pink) | not blessed, or identical to the served model: nothing pushed (the log and the run note say which) |
+| success | success | **skipped** (pink) | not blessed, or identical to the served model: nothing pushed (its log and XCom say which) |
 | **failed** | **failed** (red) | upstream_failed | the data has anomalies (listed in the gate's log): nothing trained or pushed |
 | failed | success | upstream_failed | a component failed after its retries: see the red task's log |
 """

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional, Tuple
 ENV_PREFIX = "CARTOLA_"
 CONFIG_ENV = "CARTOLA_CONFIG"
 HOME_ENV = "CARTOLA_HOME"
+AIRFLOW_PROFILES = ("sqlite", "postgres", "celery")
 
 
 class ConfigError(ValueError):
@@ -101,6 +102,17 @@ class Config:  # pylint: disable=too-many-instance-attributes
     retries: int = 2
     beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     enable_cache: bool = True
+    # Local Airflow (cartola.orchestration.airflow_local, docs/AIRFLOW.md): "sqlite" (embedded:
+    # SQLite, LocalExecutor), "postgres" (Airflow's database and ML Metadata on PostgreSQL,
+    # LocalExecutor) or "celery" (PostgreSQL, Redis broker, celery_workers Celery workers).
+    airflow_profile: str = "sqlite"
+    airflow_port: int = 8080
+    # Task slots: LocalExecutor workers, or each Celery worker's concurrency.
+    airflow_parallelism: int = 4
+    celery_workers: int = 2
+    # Import TFX once in the scheduler (LocalExecutor) or Celery worker, so tasks forked from
+    # it start warm (cartola.orchestration.preload). False keeps those processes light.
+    preload_tfx: bool = True
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path against the project home."""
@@ -155,6 +167,11 @@ class Config:  # pylint: disable=too-many-instance-attributes
                 raise ConfigError(f"column {name!r} is the label or id and cannot be a feature")
         if self.train_buckets < 1 or self.eval_buckets < 1:
             raise ConfigError("train_buckets and eval_buckets must be >= 1")
+        if self.airflow_profile not in AIRFLOW_PROFILES:
+            raise ConfigError(f"airflow_profile {self.airflow_profile!r}: choose one of "
+                              f"{list(AIRFLOW_PROFILES)}")
+        if self.airflow_parallelism < 1 or self.celery_workers < 1:
+            raise ConfigError("airflow_parallelism and celery_workers must be >= 1")
         if self.metadata_uri.split("://", maxsplit=1)[0] not in ("sqlite", "mysql", "postgresql"):
             raise ConfigError(f"metadata_uri scheme not supported: {self.metadata_uri!r}")
         return self

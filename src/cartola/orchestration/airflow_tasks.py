@@ -61,7 +61,7 @@ def data_root(context: Mapping[str, Any], config: Config) -> Optional[str]:
 
     Raises AirflowFailException (no retry) for unknown conf keys or an unusable folder.
     """
-    from airflow.exceptions import AirflowFailException  # pylint: disable=import-outside-toplevel
+    from airflow.sdk.exceptions import AirflowFailException  # pylint: disable=import-outside-toplevel
     dag_run = context.get("dag_run")
     conf = dict(getattr(dag_run, "conf", None) or {})
     unknown = sorted(set(conf) - set(CONF_KEYS))
@@ -98,22 +98,6 @@ def _plain_argv() -> Iterator[None]:
         yield
     finally:
         sys.argv = saved
-
-
-def _set_note(context: Mapping[str, Any], text: str) -> None:
-    """Show ``text`` as the DAG run's note in the UI (best effort; a user's note is kept)."""
-    # pylint: disable=import-outside-toplevel
-    try:
-        from airflow.models.dagrun import DagRun
-        from airflow.utils.session import create_session
-        dag_run = context["dag_run"]
-        with create_session() as session:
-            run = session.query(DagRun).filter(DagRun.dag_id == dag_run.dag_id,
-                                               DagRun.run_id == dag_run.run_id).one()
-            if not run.note:
-                run.note = text[:1000]
-    except Exception as err:  # pylint: disable=broad-except
-        log.warning("could not set the DAG run note: %s", err)
 
 
 # --- ML Metadata queries (import TFX / ML Metadata lazily) ----------------------------------
@@ -217,11 +201,13 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
     The Pusher's task returns :func:`push_result` (an XCom for the status task).
     """
     # pylint: disable=import-outside-toplevel
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
     config = load_config()
     run_id = pipeline_run_id(context)
     folder = data_root(context, config)
     started = time.monotonic()
+    # Already imported when the worker preloaded TFX (cartola.orchestration.preload).
+    preloaded = "cartola.pipeline" in sys.modules
     importlib.import_module("cartola.pipeline")  # TensorFlow, TFX, TFMA: the bulk of the cost
     from cartola.orchestration.node import run_node
     imported = time.monotonic()
@@ -231,12 +217,10 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
         with _plain_argv():
             run_node(node_id, run_id, folder, config)
     except DataValidationError as err:
-        _set_note(context, "Data validation failed: nothing trained or pushed. "
-                           "See the DataValidationGate log.")
         # Bad data does not get better by retrying: fail the task and the run now.
         raise AirflowFailException(str(err)) from err
-    log.info("timing: node %s import %.1f s, run %.1f s", node_id, imported - started,
-             time.monotonic() - imported)
+    log.info("timing: node %s import %.1f s, run %.1f s (%s)", node_id, imported - started,
+             time.monotonic() - imported, "preloaded by the worker" if preloaded else "cold")
     if node_id != topology.PUSHER:
         return None
     result = push_result(config, run_id)
@@ -250,13 +234,11 @@ def report_push(**context: Any) -> Dict[str, Any]:
     A skipped ``new_model_pushed`` task (pink in the UI) on a successful run means the
     pipeline ran fine but the serving folder did not change; its log says why.
     """
-    from airflow.exceptions import AirflowSkipException  # pylint: disable=import-outside-toplevel
+    from airflow.sdk.exceptions import AirflowSkipException  # pylint: disable=import-outside-toplevel
     result = context["ti"].xcom_pull(task_ids=topology.PUSHER) or {}
     if result.get("pushed"):
         message = f"New model version {result['version']} pushed to {result['destination']}."
         log.info(message)
-        _set_note(context, message)
         return result
     reason = result.get("reason") or "the Pusher reported no result"
-    _set_note(context, f"No new model: {reason}.")
     raise AirflowSkipException(f"No new model served: {reason}.")
