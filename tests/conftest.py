@@ -33,3 +33,26 @@ def pushed_project(tmp_path_factory):
     result = run_local(config)
     assert result["pushed_version"] == 1, result
     return config, result
+
+
+def profile_config(home: Path, profile: str, **overrides) -> Config:
+    """A config for a local Airflow in ``profile`` under ``home`` (manual runs only)."""
+    from pipeline_helpers import free_port  # pylint: disable=import-outside-toplevel
+    return make_config(home, schedule="none", airflow_profile=profile,
+                       airflow_port=free_port(), **overrides)
+
+
+@pytest.fixture(scope="session")
+def postgres_airflow(tmp_path_factory):
+    """(config, local Airflow) of the production profile, started once: Airflow's database
+    and ML Metadata on a PostgreSQL server the profile starts on 127.0.0.1, LocalExecutor
+    with TFX preloaded. ``config.metadata_uri`` points at that server's ML Metadata."""
+    # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.airflow_local import local_airflow
+    config = profile_config(tmp_path_factory.mktemp("postgres_project"), "postgres")
+    local = local_airflow(config, export_config=True)
+    try:
+        local.start()
+        yield config.replace(metadata_uri=local.metadata_uri()), local
+    finally:
+        local.stop()

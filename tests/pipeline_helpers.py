@@ -55,7 +55,7 @@ def executions_by_state(config):
     # pylint: disable=import-outside-toplevel
     from ml_metadata.proto import metadata_store_pb2
 
-    from cartola.pipeline import open_metadata_store
+    from cartola.metadata import open_metadata_store
     store = open_metadata_store(config)
     types = {t.id: t.name for t in store.get_execution_types()}
     result = {}

@@ -1,8 +1,10 @@
-"""The Airflow DAG end to end on the sample data: `airflow dags test`, then the real scheduler
-and webserver with a task killed by SIGKILL mid-run.
+"""The Airflow DAG end to end on the sample data, on Airflow 3 in each profile:
+`airflow dags test`; the real scheduler, DAG processor and API server (SQLite, LocalExecutor)
+with a REST trigger and a task killed by SIGKILL mid-run; the production profile (PostgreSQL
+for Airflow and ML Metadata, TFX preloaded); and CeleryExecutor with two workers.
 
-Each test starts what it needs in a temporary project home and AIRFLOW_HOME (SQLite,
-SequentialExecutor) and stops it again.
+Each test starts what it needs in a temporary project home and AIRFLOW_HOME, servers
+included, and stops it again.
 """
 # pylint: disable=import-outside-toplevel
 from __future__ import annotations
@@ -16,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_config
-from pipeline_helpers import free_port
+from conftest import REPO, make_config, profile_config
 from cartola.orchestration.airflow_local import local_airflow
 from cartola.versions import model_versions
 from cartola.orchestration import airflow_tasks, topology
@@ -29,7 +30,7 @@ DAG_ID = "cartola_pro"
 
 def open_store(config):
     """The project's ML Metadata store (imports TFX: only once a test needs it)."""
-    from cartola.pipeline import open_metadata_store
+    from cartola.metadata import open_metadata_store
     return open_metadata_store(config)
 
 
@@ -75,7 +76,7 @@ def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
     for csv in (REPO / "data").glob("*.csv"):
         shutil.copy(csv, other_data / csv.name)
     local = local_airflow(config, export_config=True)
-    local.prepare(create_admin=False)
+    local.prepare()
     assert (local.dags_dir / "tfx_pipeline.py").is_symlink()  # the link mode
 
     first = dags_test(local, {"data_root": str(other_data)})
@@ -105,7 +106,7 @@ def test_dags_test_on_bad_data_fails_at_the_gate(tmp_path):
     runs, the gate's log names the feature, nothing is pushed."""
     config = make_config(tmp_path / "project", schedule="none")
     local = local_airflow(config, export_config=True)
-    local.prepare(create_admin=False)
+    local.prepare()
     bad_data = tmp_path / "bad_data"
     bad_data.mkdir()
     lines = (REPO / "data" / "cartola_sample.csv").read_text(encoding="utf-8").splitlines()
@@ -132,10 +133,12 @@ def _wait_for_trainer_executor(local, run_id, timeout=900) -> int:
     while time.monotonic() < deadline:
         trainer = local.task_instances(DAG_ID, run_id)["Trainer"]
         log = local.task_log(DAG_ID, run_id, "Trainer", 1)
-        if trainer["state"] == "running" and "Going to run a new execution" in log:
+        if trainer["state"] == "running" and trainer["pid"] and "Going to run a new execution" in log:
             time.sleep(3)  # let it write some of its outputs
-            process = psutil.Process(trainer["pid"])
-            assert "Trainer" in " ".join(process.cmdline()), process.cmdline()
+            scheduler = psutil.Process(json.loads(
+                (local.home / "run" / "scheduler.pid").read_text())["pid"])
+            # The task process is forked from a LocalExecutor worker forked from the scheduler.
+            assert trainer["pid"] in {p.pid for p in scheduler.children(recursive=True)}
             return trainer["pid"]
         if trainer["state"] in ("success", "failed", "upstream_failed"):
             raise AssertionError(f"Trainer ended before it could be killed: {trainer}")
@@ -143,13 +146,31 @@ def _wait_for_trainer_executor(local, run_id, timeout=900) -> int:
     raise AssertionError("Trainer never started")
 
 
+def _when(stamp: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def roots_overlapped(tis: dict) -> bool:
+    """Whether the tasks with no upstream ran at the same time (parallel executor)."""
+    roots = [tis[node] for node, ups in topology.NODES.items() if not ups]
+    return max(_when(ti["start_date"]) for ti in roots) < min(_when(ti["end_date"])
+                                                             for ti in roots)
+
+
+def preloaded_tasks(local, run_id) -> set:
+    """Task ids whose log says TFX was already imported by the worker they forked from."""
+    return {task for task in topology.NODES
+            if "preloaded by the worker" in local.task_log(DAG_ID, run_id, task, 1)}
+
+
 @pytest.mark.timeout(1500)
 def test_scheduler_run_through_rest_api_survives_kill_9(tmp_path):
-    """Real scheduler + webserver; trigger via REST; SIGKILL the Trainer's task process while
-    it trains; Airflow retries it; the run succeeds with one model, one pipeline run in MLMD
-    and exactly one finished execution per node."""
-    config = make_config(tmp_path / "project", schedule="none")
-    local = local_airflow(config, port=free_port(), export_config=True,
+    """Embedded profile (SQLite, LocalExecutor): trigger via REST; SIGKILL the Trainer's task
+    process while it trains; Airflow retries it; the run succeeds with one model, one
+    pipeline run in MLMD and exactly one finished execution per node."""
+    config = profile_config(tmp_path / "project", "sqlite")
+    local = local_airflow(config, export_config=True,
                           env_extra={"AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2"})
     started = local.start()
     try:
@@ -162,16 +183,19 @@ def test_scheduler_run_through_rest_api_survives_kill_9(tmp_path):
         state = local.wait_run(DAG_ID, run_id, timeout=900)
         tis = local.task_instances(DAG_ID, run_id)
         retry_log = local.task_log(DAG_ID, run_id, "Trainer", 2)
+        preloaded = preloaded_tasks(local, run_id)
     finally:
         stopped = local.stop()
     print(f"run finished {time.monotonic() - killed_at:.0f} s after the kill")
     assert state == "success", {task: ti["state"] for task, ti in tis.items()}
-    assert stopped == ["scheduler", "webserver"]
+    assert stopped == ["scheduler", "dag-processor", "api-server"]
     assert not any(local.running().values())
 
     assert tis["Trainer"]["try_number"] == 2
     assert "removed its partial outputs" in retry_log
     assert {ti["state"] for ti in tis.values()} == {"success"}
+    assert roots_overlapped(tis)
+    assert preloaded == set(topology.NODES)
     assert model_versions(config.model_serving_dir) == [1]
     assert staging_dirs(config) == []
     assert run_ids(config) == [run_id]
@@ -179,6 +203,56 @@ def test_scheduler_run_through_rest_api_survives_kill_9(tmp_path):
     # The retry reused the killed execution's id: one output folder per key, all published.
     for key in ("model", "model_run"):
         assert len(list((config.pipeline_dir / "Trainer" / key).iterdir())) == 1
+
+
+@pytest.mark.timeout(1500)
+def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow):
+    """Production profile: a REST trigger leads to a pushed model; ML Metadata on
+    PostgreSQL holds one pipeline run; independent tasks overlapped; every task started
+    with TFX preloaded; the servers listen on loopback only."""
+    import psutil
+    config, local = postgres_airflow
+    assert config.metadata_uri.startswith("postgresql://")
+    run_id = local.trigger(DAG_ID)
+    state = local.wait_run(DAG_ID, run_id, timeout=1200)
+    tis = local.task_instances(DAG_ID, run_id)
+    assert state == "success", {task: ti["state"] for task, ti in tis.items()}
+    assert tis[airflow_tasks.STATUS_TASK]["state"] == "success"
+    assert model_versions(config.model_serving_dir) == [1]
+    assert run_ids(config) == [run_id]
+    assert node_states(config, run_id) == {node: ["COMPLETE"] for node in topology.NODES}
+    assert roots_overlapped(tis)
+    assert preloaded_tasks(local, run_id) == set(topology.NODES)
+    ours = {local.port} | {int(json.loads((local.home / "services.json").read_text())[key])
+                           for key in ("pg_port",)}
+    listening = {c.laddr.port: c.laddr.ip for c in psutil.net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port in ours}
+    assert listening and set(listening.values()) == {"127.0.0.1"}, listening
+
+
+@pytest.mark.timeout(1800)
+def test_celery_two_workers_share_the_run(tmp_path):
+    """CeleryExecutor, Redis broker with a password, PostgreSQL result backend: two workers
+    named as distinct hosts both ran tasks of one DAG run, and a model was pushed."""
+    config = profile_config(tmp_path / "project", "celery", celery_workers=2,
+                            airflow_parallelism=2)
+    local = local_airflow(config, export_config=True)
+    local.start()
+    try:
+        run_id = local.trigger(DAG_ID)
+        state = local.wait_run(DAG_ID, run_id, timeout=1500)
+        tis = local.task_instances(DAG_ID, run_id)
+        preloaded = preloaded_tasks(local, run_id)
+        redis_conf = (local.home / "redis" / "redis.conf").read_text(encoding="utf-8")
+    finally:
+        stopped = local.stop()
+    assert state == "success", {task: ti["state"] for task, ti in tis.items()}
+    assert {"celery-worker-a", "celery-worker-b", "postgres", "redis"} <= set(stopped)
+    assert {ti["hostname"] for ti in tis.values()} == {"worker-a", "worker-b"}
+    assert preloaded == set(topology.NODES)
+    assert model_versions(config.model_serving_dir) == [1]
+    assert "requirepass " in redis_conf and "bind 127.0.0.1" in redis_conf
+    assert (os.stat(local.home / "redis" / "redis.conf").st_mode & 0o777) == 0o600
 
 
 def test_local_airflow_files_are_private(tmp_path):
@@ -189,5 +263,8 @@ def test_local_airflow_files_are_private(tmp_path):
     cfg = local.home / "airflow.cfg"
     assert (os.stat(cfg).st_mode & 0o777) == 0o600
     text = cfg.read_text(encoding="utf-8")
-    assert "secret_key = " in text and "fernet_key = " in text
+    assert "secret_key = " in text and "fernet_key = " in text and "jwt_secret = " in text
+    assert "host = 127.0.0.1" in text
+    for secret in (local.home / "secrets").iterdir():
+        assert (os.stat(secret).st_mode & 0o777) == 0o600
     assert Path(local.home).is_relative_to(tmp_path)

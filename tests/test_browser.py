@@ -1,10 +1,10 @@
-"""The Airflow UI in headless Chromium (Debian's ``chromium`` package, driven by Playwright):
-log in, find the DAG, open its graph with every component, trigger it with a conf, and save
-screenshots to assets/ for the README.
+"""The Airflow 3 UI of the production profile (PostgreSQL, LocalExecutor) in headless Chromium
+(Debian's ``chromium`` package, driven by Playwright): log in through the FAB auth manager,
+find the DAG with no "not for production" warning, open its graph with every component,
+trigger it with a conf in the Monaco editor, and save screenshots to assets/ for the README.
 
-By default the test stops once the triggered run is executing (the scheduler test in
-test_airflow_e2e.py proves runs complete). With ``CARTOLA_BROWSER_FULL_RUN=1`` it waits for
-the run to succeed and also saves the finished graph (``assets/airflow_graph_success.png``).
+It shares the production-profile Airflow with ``test_airflow_e2e.py`` (the session fixture
+``postgres_airflow``); when that test's run finished, its all-green graph is saved too.
 """
 # pylint: disable=import-outside-toplevel,redefined-outer-name
 from __future__ import annotations
@@ -13,21 +13,22 @@ import json
 import os
 import shutil
 import time
-import urllib.parse
 
 import pytest
 
-from conftest import REPO, make_config
-from pipeline_helpers import free_port
-from cartola.orchestration.airflow_local import local_airflow
+from conftest import REPO
 from cartola.orchestration import airflow_tasks, topology
+from cartola.orchestration.airflow_api import quote
 
 pytestmark = pytest.mark.e2e
 
 ASSETS = REPO / "assets"
 DAG_ID = "cartola_pro"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FULL_RUN = os.environ.get("CARTOLA_BROWSER_FULL_RUN") == "1"
+# Without these, Chromium keeps trying to reach Google's hosts on a closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+WARNINGS = ("not for production", "Do not use", "in production")
 
 
 @pytest.fixture(scope="module")
@@ -42,82 +43,84 @@ def chromium():
 
 
 def _log_in(page, local) -> None:
-    page.goto(local.url + "/login/")
+    """FAB's login form, then back to the UI."""
+    page.goto(local.url + "/")
     page.fill("input#username", "admin")
     page.fill("input#password", local.admin_password())
     page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url("**/home")
+    page.wait_for_load_state("networkidle")
 
 
-def _open_dag_graph(page, local) -> set:
-    """From the DAG list to the DAG's graph; returns the task ids drawn."""
-    dag_link = page.locator(f"a[href*='/dags/{DAG_ID}/grid']").first
-    dag_link.wait_for()
-    page.screenshot(path=str(ASSETS / "airflow_dags.png"))
-    dag_link.click()
-    page.wait_for_url(f"**/dags/{DAG_ID}/grid**")
-    page.goto(f"{local.url}/dags/{DAG_ID}/grid?tab=graph")
-    nodes = page.locator(".react-flow__node")  # Playwright pierces the shadow DOM
+def _show_graph(page, url: str) -> set:
+    """Open ``url`` (a DAG or DAG-run page) in graph view; returns the task ids drawn."""
+    page.goto(url)
+    page.click("button[aria-label^='Show Graph']")
+    nodes = page.locator(".react-flow__node")
     nodes.first.wait_for()
+    fit = page.locator(".react-flow__controls-fitview")
+    if fit.count():
+        fit.first.click()
+    page.wait_for_timeout(1500)
     return {nodes.nth(i).get_attribute("data-id") for i in range(nodes.count())}
 
 
 def _trigger_with_conf(page, conf: dict) -> None:
-    """Trigger DAG w/ config; the conf editor is CodeMirror."""
-    page.click("[aria-label='Trigger DAG']")
-    page.click("text=Trigger DAG w/ config")
-    page.wait_for_url(f"**/dags/{DAG_ID}/trigger**")
-    page.evaluate("conf => document.querySelector('.CodeMirror').CodeMirror.setValue(conf)",
-                  json.dumps(conf, indent=2))
-    page.screenshot(path=str(ASSETS / "airflow_trigger.png"), full_page=True)
+    """Trigger ▸ Advanced Options ▸ Configuration JSON (a Monaco editor) ▸ Trigger."""
     page.click("button:has-text('Trigger')")
-    page.wait_for_url(f"**/dags/{DAG_ID}/grid**")
+    dialog = "[role=dialog][data-state=open]"
+    page.click(f"{dialog} >> text=Advanced Options")
+    page.locator(f"{dialog} .monaco-editor .view-line").first.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(json.dumps(conf, indent=2))
+    # Monaco auto-closes the first brace: drop what follows the inserted text.
+    page.keyboard.press("Shift+Control+End")
+    page.keyboard.press("Delete")
+    page.click(f"{dialog} >> text=Configuration JSON")  # blur: the form takes the value
+    page.screenshot(path=str(ASSETS / "airflow_trigger.png"))
+    page.locator(f"{dialog} button:has-text('Trigger')").click()
+    page.wait_for_url(f"**/dags/{DAG_ID}/runs/**")
 
 
-def _screenshot_graph(page, local, run_id: str, name: str) -> None:
-    page.goto(f"{local.url}/dags/{DAG_ID}/grid?tab=graph&dag_run_id="
-              f"{urllib.parse.quote(run_id, safe='')}")
-    page.locator(".react-flow__node").first.wait_for()
-    page.wait_for_timeout(2000)
-    page.screenshot(path=str(ASSETS / name))
-
-
-@pytest.mark.timeout(2400 if FULL_RUN else 600)
-def test_login_find_graph_trigger_screenshot(chromium, tmp_path):
+@pytest.mark.timeout(900)
+def test_production_ui_graph_trigger_screenshots(chromium, postgres_airflow, tmp_path):
     from playwright.sync_api import sync_playwright
-    config = make_config(tmp_path / "project", schedule="none")
+    config, local = postgres_airflow
     other_data = tmp_path / "other_data"
     other_data.mkdir()
-    for csv in (REPO / "data").glob("*.csv"):
+    for csv in config.data_dir.glob("*.csv"):
         shutil.copy(csv, other_data / csv.name)
     conf = {"data_root": str(other_data)}
-    local = local_airflow(config, port=free_port(), export_config=True)
-    local.start()
+    finished = [run for run in local.api.dag_runs(DAG_ID) if run["state"] == "success"]
     ASSETS.mkdir(exist_ok=True)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                 args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1500, "height": 950})
-            page.set_default_timeout(60_000)
-            _log_in(page, local)
-            assert _open_dag_graph(page, local) == (set(topology.NODES)
-                                                    | {airflow_tasks.STATUS_TASK})
-            _trigger_with_conf(page, conf)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                             args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 950})
+        page.set_default_timeout(60_000)
+        _log_in(page, local)
+        page.goto(local.url + "/dags")
+        page.locator(f"a[href='/dags/{DAG_ID}']").first.wait_for()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ASSETS / "airflow_dags.png"))
+        text = page.inner_text("body")
+        assert not [w for w in WARNINGS if w.lower() in text.lower()], text[:2000]
 
-            runs = local.api("GET", f"/dags/{DAG_ID}/dagRuns")["dag_runs"]
-            assert len(runs) == 1 and runs[0]["conf"] == conf, runs
-            run_id = runs[0]["dag_run_id"]
-            deadline = time.monotonic() + 300
-            while local.task_instances(DAG_ID, run_id)["CsvExampleGen"]["state"] != "running":
-                assert time.monotonic() < deadline, "CsvExampleGen never started"
-                time.sleep(1)
-            _screenshot_graph(page, local, run_id, "airflow_graph.png")
-            if FULL_RUN:
-                assert local.wait_run(DAG_ID, run_id, timeout=2000) == "success"
-                _screenshot_graph(page, local, run_id, "airflow_graph_success.png")
-            browser.close()
-    finally:
-        local.stop()
+        expected = set(topology.NODES) | {airflow_tasks.STATUS_TASK}
+        assert _show_graph(page, f"{local.url}/dags/{DAG_ID}") == expected
+        if finished:
+            _show_graph(page, f"{local.url}/dags/{DAG_ID}/runs/{quote(finished[0]['dag_run_id'])}")
+            page.screenshot(path=str(ASSETS / "airflow_graph_success.png"))
+
+        _trigger_with_conf(page, conf)
+        (run,) = [r for r in local.api.dag_runs(DAG_ID) if r["conf"] == conf]
+        deadline = time.monotonic() + 300
+        while local.task_instances(DAG_ID, run["dag_run_id"])["CsvExampleGen"]["state"] not in (
+                "running", "success"):
+            assert time.monotonic() < deadline, "CsvExampleGen never started"
+            time.sleep(1)
+        _show_graph(page, f"{local.url}/dags/{DAG_ID}/runs/{quote(run['dag_run_id'])}")
+        page.screenshot(path=str(ASSETS / "airflow_graph.png"))
+        browser.close()
     for name in ("airflow_dags.png", "airflow_trigger.png", "airflow_graph.png"):
         assert (ASSETS / name).stat().st_size > 10_000

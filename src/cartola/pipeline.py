@@ -8,57 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.parse
 from pathlib import Path
 from typing import Optional
 
 import tensorflow_model_analysis as tfma
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
 from cartola.components import AtomicPushExecutor, DataValidationGate
 from cartola.config import Config, ConfigError
+from cartola.metadata import metadata_connection_config
 from cartola.metrics import KolmogorovSmirnov
 from cartola.models import features
 
 PREPROCESSING_FN = "tfx_utils.preprocessing_fn"
 RUN_FN = "tfx_utils.run_fn"
-
-
-def metadata_connection_config(config: Config) -> metadata_store_pb2.ConnectionConfig:
-    """ML Metadata connection from ``config.metadata_uri`` (sqlite, mysql or postgresql)."""
-    sqlite_path = config.sqlite_metadata_path()
-    if sqlite_path is not None:
-        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        return tfx.orchestration.metadata.sqlite_metadata_connection_config(str(sqlite_path))
-    url = urllib.parse.urlparse(config.metadata_uri)
-    database = url.path.lstrip("/")
-    user = urllib.parse.unquote(url.username or "")
-    password = urllib.parse.unquote(url.password or "")
-    connection = metadata_store_pb2.ConnectionConfig()
-    if url.scheme == "mysql":
-        connection.mysql.host = url.hostname or "127.0.0.1"
-        connection.mysql.port = url.port or 3306
-        connection.mysql.database = database
-        connection.mysql.user = user
-        connection.mysql.password = password
-        connection.mysql.create_if_missing = True  # pylint: disable=no-member
-    elif url.scheme == "postgresql":
-        connection.postgresql.host = url.hostname or "127.0.0.1"
-        connection.postgresql.port = str(url.port or 5432)
-        connection.postgresql.dbname = database
-        connection.postgresql.user = user
-        connection.postgresql.password = password
-    else:
-        raise ConfigError(f"metadata_uri scheme not supported: {config.metadata_uri!r}")
-    return connection
-
-
-def open_metadata_store(config: Config) -> metadata_store.MetadataStore:
-    """The project's ML Metadata store (created if missing, as TFX's runners do)."""
-    return metadata_store.MetadataStore(metadata_connection_config(config))
 
 
 def frozen_schema(config: Config) -> Path:

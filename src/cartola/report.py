@@ -68,7 +68,7 @@ def _store(config: Config):
     sqlite_path = config.sqlite_metadata_path()
     if sqlite_path is not None and not sqlite_path.is_file():
         raise ReportError(f"no ML Metadata database at {sqlite_path}: run the pipeline first")
-    from cartola.pipeline import open_metadata_store  # pylint: disable=import-outside-toplevel
+    from cartola.metadata import open_metadata_store  # pylint: disable=import-outside-toplevel
     return open_metadata_store(config)
 
 

@@ -150,6 +150,8 @@ class LocalAirflow:  # pylint: disable=too-many-instance-attributes
             "PATH": os.pathsep.join([str(venv_bin()), env.get("PATH", "")]),
             "TF_USE_LEGACY_KERAS": "1",
             "GRPC_ENABLE_FORK_SUPPORT": "false",
+            # ML Metadata logs every connection at INFO from C++; warnings and errors stay.
+            "GLOG_minloglevel": "1",
             "PYTHONUNBUFFERED": "1",
         })
         if self.uses_postgres:

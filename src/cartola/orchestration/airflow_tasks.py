@@ -103,7 +103,7 @@ def _plain_argv() -> Iterator[None]:
 # --- ML Metadata queries (import TFX / ML Metadata lazily) ----------------------------------
 
 def _store(config: Config):
-    from cartola.pipeline import open_metadata_store  # pylint: disable=import-outside-toplevel
+    from cartola.metadata import open_metadata_store  # pylint: disable=import-outside-toplevel
     return open_metadata_store(config)
 
 
