@@ -1,8 +1,10 @@
 """Parse time and peak memory of our DAG file against the same pipeline wrapped by TFX's
 AirflowDagRunner (bench/airflow_dag_runner_dag.py), in one run.
 
+Ours is parsed under Airflow 3 (this venv); the AirflowDagRunner file under Airflow 2.11
+(bench/airflow2_env.py), since TFX 1.16's Airflow runner cannot run on Airflow 3.
 Each measurement is a fresh interpreter that first imports the Airflow modules the
-scheduler's DAG processor already holds (so both files are charged only for their own
+DAG processor already holds (so both files are charged only for their own
 imports), then loads the file with ``DagBag`` as the processor does. Printed per DAG: parse
 seconds (the figure Airflow compares with ``dagbag_import_timeout``, 30 s by default), peak RSS
 of the process and the RSS the parse added. A "cold" parse (a bare interpreter, as in every
@@ -21,9 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import airflow2_env
+
 REPO = Path(__file__).resolve().parents[1]
-DAGS = {"ours (src/tfx_pipeline.py)": REPO / "src" / "tfx_pipeline.py",
-        "AirflowDagRunner (bench/airflow_dag_runner_dag.py)":
+DAGS = {"ours (src/tfx_pipeline.py), Airflow 3": REPO / "src" / "tfx_pipeline.py",
+        "AirflowDagRunner (bench/airflow_dag_runner_dag.py), Airflow 2.11":
             REPO / "bench" / "airflow_dag_runner_dag.py"}
 HEAVY = ("tensorflow", "tfx")
 
@@ -32,12 +36,17 @@ import json, resource, sys, time
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if sys.argv[2] == "warm":
-    # What the scheduler process (and the DAG processor forked from it) has imported.
-    import airflow.jobs.scheduler_job_runner, airflow.dag_processing.processor  # noqa
-from airflow.models.dagbag import DagBag
+    # What the DAG processor already holds when it parses a file.
+    import airflow.dag_processing.processor  # noqa
+try:  # Airflow 3
+    from airflow.dag_processing.dagbag import DagBag
+    options = {}
+except ImportError:  # Airflow 2
+    from airflow.models.dagbag import DagBag
+    options = {"include_examples": False}
 before = rss_mb()
 started = time.perf_counter()
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False, safe_mode=False)
+bag = DagBag(dag_folder=sys.argv[1], safe_mode=False, **options)
 seconds = time.perf_counter() - started
 print("RESULT " + json.dumps({
     "seconds": seconds, "peak_rss_mb": rss_mb(), "added_rss_mb": rss_mb() - before,
@@ -47,8 +56,12 @@ print("RESULT " + json.dumps({
 
 
 def measure(dag_file: Path, mode: str, env: dict) -> dict:
-    """One parse of ``dag_file`` in a fresh interpreter."""
-    result = subprocess.run([sys.executable, "-c", CHILD, str(dag_file), mode, ",".join(HEAVY)],
+    """One parse of ``dag_file`` in a fresh interpreter (the anchor's in its Airflow 2.11 venv:
+    TFX's AirflowDagRunner cannot run on Airflow 3)."""
+    python = sys.executable
+    if dag_file.parent.name == "bench":
+        python, env = str(airflow2_env.python()), airflow2_env.env(env)
+    result = subprocess.run([python, "-c", CHILD, str(dag_file), mode, ",".join(HEAVY)],
                             env=env, capture_output=True, text=True, timeout=600, check=False)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     if result.returncode or not lines:

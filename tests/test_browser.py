@@ -57,6 +57,9 @@ def _show_graph(page, url: str) -> set:
     page.click("button[aria-label^='Show Graph']")
     nodes = page.locator(".react-flow__node")
     nodes.first.wait_for()
+    collapse = page.locator("button[aria-label='Collapse Details Panel']")
+    if collapse.count():
+        collapse.first.click()
     fit = page.locator(".react-flow__controls-fitview")
     if fit.count():
         fit.first.click()
@@ -66,7 +69,7 @@ def _show_graph(page, url: str) -> set:
 
 def _trigger_with_conf(page, conf: dict) -> None:
     """Trigger ▸ Advanced Options ▸ Configuration JSON (a Monaco editor) ▸ Trigger."""
-    page.click("button:has-text('Trigger')")
+    page.locator("button:has-text('Trigger')").first.click()
     dialog = "[role=dialog][data-state=open]"
     page.click(f"{dialog} >> text=Advanced Options")
     page.locator(f"{dialog} .monaco-editor .view-line").first.click()
@@ -112,6 +115,7 @@ def test_production_ui_graph_trigger_screenshots(chromium, postgres_airflow, tmp
             _show_graph(page, f"{local.url}/dags/{DAG_ID}/runs/{quote(finished[0]['dag_run_id'])}")
             page.screenshot(path=str(ASSETS / "airflow_graph_success.png"))
 
+        page.goto(f"{local.url}/dags/{DAG_ID}")
         _trigger_with_conf(page, conf)
         (run,) = [r for r in local.api.dag_runs(DAG_ID) if r["conf"] == conf]
         deadline = time.monotonic() + 300

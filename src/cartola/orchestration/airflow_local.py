@@ -220,7 +220,7 @@ workers = 1
 secret_key = {self._secret('api_secret_key', lambda: secrets.token_urlsafe(32))}
 
 [api_auth]
-jwt_secret = {self._secret('jwt_secret', lambda: secrets.token_urlsafe(32))}
+jwt_secret = {self._secret('jwt_secret', lambda: secrets.token_urlsafe(64))}
 
 [dag_processor]
 # Notice new DAG files within 30 s.
