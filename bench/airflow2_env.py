@@ -2,7 +2,7 @@
 
 TFX 1.16's Airflow runner imports Airflow 2 APIs and cannot run on Airflow 3, so the
 benchmarks build a second venv from ``bench/airflow2/requirements.txt`` (the project's last
-Airflow 2.11 lock) in ``bench/.venv-airflow2``, once, and run it there with the project's
+Airflow 2.11 lock) in ``.venv-airflow2``, once, and run it there with the project's
 ``src`` on PYTHONPATH.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Dict, Mapping
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "bench" / "airflow2" / "requirements.txt"
-VENV = REPO / "bench" / ".venv-airflow2"
+VENV = REPO / ".venv-airflow2"
 
 
 def _base_python() -> str:

@@ -156,7 +156,10 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     data_root = args.data_root.resolve()
-    rows = sum(sum(1 for _ in open(p, "rb")) - 1 for p in data_root.glob("*.csv"))
+    rows = 0
+    for path in data_root.glob("*.csv"):
+        with open(path, "rb") as handle:
+            rows += sum(1 for _ in handle) - 1
     print(f"data: {data_root} ({rows} rows); {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}")
     runners = {"anchor": lambda: run_anchor(data_root, args.timeout),

@@ -30,11 +30,17 @@ parent_runtime_after_fork = preload.tensorflow_runtime_started()
 import tensorflow as tf  # pylint: disable=wrong-import-position,wrong-import-order
 tf.constant(1.0) + 1.0  # pylint: disable=expression-not-assigned
 preload._DONE.clear()  # pylint: disable=protected-access
-try:
-    preload.preload()
-    refused = None
-except RuntimeError as err:
-    refused = str(err)
+
+
+def refusal() -> str:
+    """The error of a preload in a process whose TensorFlow runtime is up ('' if none)."""
+    try:
+        preload.preload()
+    except RuntimeError as err:
+        return str(err)
+    return ""
+
+
 print("RESULT " + json.dumps({"report": report, "child": child, "child_status": status,
                               "parent_runtime_after_fork": parent_runtime_after_fork,
-                              "refused": refused}))
+                              "refused": refusal()}))

@@ -133,7 +133,8 @@ def _wait_for_trainer_executor(local, run_id, timeout=900) -> int:
     while time.monotonic() < deadline:
         trainer = local.task_instances(DAG_ID, run_id)["Trainer"]
         log = local.task_log(DAG_ID, run_id, "Trainer", 1)
-        if trainer["state"] == "running" and trainer["pid"] and "Going to run a new execution" in log:
+        training = "Going to run a new execution" in log
+        if trainer["state"] == "running" and trainer["pid"] and training:
             time.sleep(3)  # let it write some of its outputs
             scheduler = psutil.Process(json.loads(
                 (local.home / "run" / "scheduler.pid").read_text())["pid"])
@@ -218,6 +219,7 @@ def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow):
     tis = local.task_instances(DAG_ID, run_id)
     assert state == "success", {task: ti["state"] for task, ti in tis.items()}
     assert tis[airflow_tasks.STATUS_TASK]["state"] == "success"
+    assert {ti["try_number"] for ti in tis.values()} == {1}  # no task needed a retry
     assert model_versions(config.model_serving_dir) == [1]
     assert run_ids(config) == [run_id]
     assert node_states(config, run_id) == {node: ["COMPLETE"] for node in topology.NODES}
@@ -249,6 +251,7 @@ def test_celery_two_workers_share_the_run(tmp_path):
     assert state == "success", {task: ti["state"] for task, ti in tis.items()}
     assert {"celery-worker-a", "celery-worker-b", "postgres", "redis"} <= set(stopped)
     assert {ti["hostname"] for ti in tis.values()} == {"worker-a", "worker-b"}
+    assert {ti["try_number"] for ti in tis.values()} == {1}
     assert preloaded == set(topology.NODES)
     assert model_versions(config.model_serving_dir) == [1]
     assert "requirepass " in redis_conf and "bind 127.0.0.1" in redis_conf

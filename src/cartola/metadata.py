@@ -53,14 +53,16 @@ def open_metadata_store(config: Config) -> metadata_store.MetadataStore:
     """The project's ML Metadata store, its schema created if missing (as TFX's runners do).
 
     Parallel tasks of the first run on an empty database all try to create the schema; the
-    losers fail with "already exists" (PostgreSQL) and simply open it a moment later.
+    losers fail ("already exists", or ML Metadata's own "concurrent connection to the empty
+    database ... retry") and simply open it a moment later.
     """
     connection = metadata_connection_config(config)
     for attempt in range(1, OPEN_ATTEMPTS + 1):
         try:
             return metadata_store.MetadataStore(connection)
         except RuntimeError as err:
-            if "already exists" not in str(err) or attempt == OPEN_ATTEMPTS:
+            racing = "already exists" in str(err) or "concurrent connection" in str(err)
+            if not racing or attempt == OPEN_ATTEMPTS:
                 raise
             time.sleep(0.5 * attempt)
     raise AssertionError("unreachable")

@@ -1,1 +1,1 @@
-"""Orchestration: local runner, one-node runner, Airflow task callables and topology, local Airflow profiles."""
+"""Orchestration: local and one-node runners, Airflow tasks and topology, local Airflow."""

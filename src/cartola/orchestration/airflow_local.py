@@ -161,7 +161,8 @@ class LocalAirflow:  # pylint: disable=too-many-instance-attributes
     def airflow(self, *args: str, check: bool = True, timeout: float = 300,
                 env: Optional[Mapping[str, str]] = None) -> subprocess.CompletedProcess:
         """Run an ``airflow`` CLI command in this home; output captured."""
-        result = subprocess.run([str(venv_bin() / "airflow"), *args], env=dict(env or self.env()),
+        result = subprocess.run([str(venv_bin() / "airflow"), *args],
+                                env=dict(env or self.env()),
                                 cwd=self.home, capture_output=True, text=True,
                                 timeout=timeout, check=False)
         if check and result.returncode != 0:
@@ -279,6 +280,10 @@ enable_health_check = False
             raise AirflowLocalError(str(err)) from None
         self._write_config()
         self._link_dags()
+        if self.uses_postgres:
+            # Create ML Metadata's schema now, not in the first run's parallel tasks.
+            from cartola.metadata import open_metadata_store  # pylint: disable=import-outside-toplevel
+            open_metadata_store(load_config(environ={}, metadata_uri=self.metadata_uri()))
         return self._migrate()
 
     # --- processes --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from airflow.executors.local_executor import LocalExecutor
 from cartola.orchestration import preload
 
 
-class PreloadLocalExecutor(LocalExecutor):
+class PreloadLocalExecutor(LocalExecutor):  # pylint: disable=abstract-method
     """LocalExecutor whose workers inherit an imported TFX.
 
     ``start()`` runs in the scheduler and forks ``parallelism`` workers at once; importing
