@@ -121,7 +121,8 @@ def run_anchor(data_root: Path, timeout: float) -> Dict[str, object]:
             cli("dags", "trigger", dag_id)
 
             def state() -> str:
-                runs = json.loads(cli("dags", "list-runs", "-d", dag_id, "-o", "json") or "[]")
+                lines = cli("dags", "list-runs", "-d", dag_id, "-o", "json").strip().splitlines()
+                runs = json.loads(lines[-1]) if lines and lines[-1].startswith("[") else []
                 return runs[0]["state"] if runs else "queued"
             result = _wait_push(config.model_serving_dir, started, timeout, state)
         finally:
