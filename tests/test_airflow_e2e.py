@@ -83,6 +83,10 @@ def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
     assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-5000:]
     assert model_versions(config.model_serving_dir) == [1]
     (run_1,) = run_ids(config)
+    # No preload here (`dags test` is one plain process): the first TFX task imports it.
+    logs = first.stdout + first.stderr + "".join(
+        local.task_log(DAG_ID, run_1, task, 1) for task in topology.NODES)
+    assert "(cold)" in logs, logs[-3000:]
     assert node_states(config, run_1) == {node: ["COMPLETE"] for node in topology.NODES}
     assert set(task_states(local, run_1).values()) == {"success"}
     store = open_store(config)
@@ -162,7 +166,7 @@ def roots_overlapped(tis: dict) -> bool:
 def preloaded_tasks(local, run_id) -> set:
     """Task ids whose log says TFX was already imported by the worker they forked from."""
     return {task for task in topology.NODES
-            if "preloaded by the worker" in local.task_log(DAG_ID, run_id, task, 1)}
+            if "(TFX already loaded)" in local.task_log(DAG_ID, run_id, task, 1)}
 
 
 @pytest.mark.timeout(1500)

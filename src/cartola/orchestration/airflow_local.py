@@ -368,6 +368,15 @@ enable_health_check = False
             raise
         return {"already_running": False, "password": password, **self.status()}
 
+    def preloaded(self) -> bool:
+        """Whether every process that preloads TFX (the scheduler, or each Celery worker)
+        has finished doing so, per its log."""
+        names = ([n for n in self.servers() if n.startswith("celery-")]
+                 if self.profile == "celery" else ["scheduler"])
+        logs = [self.home / "logs" / f"{name}.log" for name in names]
+        return all(path.is_file() and "TFX preloaded in" in path.read_text(errors="replace")
+                   for path in logs)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> List[str]:
         """End the processes we started (the scheduler first, so no new task starts), with
         everything they started; then the services. Returns the names stopped."""

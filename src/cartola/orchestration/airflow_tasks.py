@@ -220,7 +220,7 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
         # Bad data does not get better by retrying: fail the task and the run now.
         raise AirflowFailException(str(err)) from err
     log.info("timing: node %s import %.1f s, run %.1f s (%s)", node_id, imported - started,
-             time.monotonic() - imported, "preloaded by the worker" if preloaded else "cold")
+             time.monotonic() - imported, "TFX already loaded" if preloaded else "cold")
     if node_id != topology.PUSHER:
         return None
     result = push_result(config, run_id)
