@@ -86,6 +86,7 @@ def run_ours(profile: str, data_root: Path, timeout: float) -> Dict[str, object]
             result["hosts"] = sorted({ti["hostname"] for ti in tis.values()})
         finally:
             local.stop()
+            local.services.remove_data()
     return result
 
 

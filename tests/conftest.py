@@ -37,7 +37,7 @@ def pushed_project(tmp_path_factory):
 
 def profile_config(home: Path, profile: str, **overrides) -> Config:
     """A config for a local Airflow in ``profile`` under ``home`` (manual runs only)."""
-    from pipeline_helpers import free_port  # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.services import free_port  # pylint: disable=import-outside-toplevel
     return make_config(home, schedule="none", airflow_profile=profile,
                        airflow_port=free_port(), **overrides)
 
@@ -56,3 +56,4 @@ def postgres_airflow(tmp_path_factory):
         yield config.replace(metadata_uri=local.metadata_uri()), local
     finally:
         local.stop()
+        local.services.remove_data()

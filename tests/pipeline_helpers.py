@@ -1,18 +1,10 @@
-"""Helpers for end-to-end tests: read pipeline outputs back, fingerprint folders, pick ports."""
+"""Helpers for end-to-end tests: read pipeline outputs back, fingerprint folders."""
 from __future__ import annotations
 
 import hashlib
-import socket
 from pathlib import Path
 
 import pandas as pd
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tree_digest(path: Path) -> str:

@@ -254,6 +254,7 @@ def test_celery_two_workers_share_the_run(tmp_path):
         redis_conf = (local.home / "redis" / "redis.conf").read_text(encoding="utf-8")
     finally:
         stopped = local.stop()
+        local.services.remove_data()
     assert state == "success", {task: ti["state"] for task, ti in tis.items()}
     assert {"celery-worker-a", "celery-worker-b", "postgres", "redis"} <= set(stopped)
     assert {ti["hostname"] for ti in tis.values()} == {"worker-a", "worker-b"}

@@ -41,7 +41,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 from cartola.config import ENV_PREFIX, Config, ConfigError, load_config
 from cartola.orchestration import processes
 from cartola.orchestration.airflow_api import AirflowApi, AirflowApiError, quote
-from cartola.orchestration.services import LocalServices, ServiceError, write_private
+from cartola.orchestration.services import (LocalServices, ServiceError, kept_secret,
+                                            write_private)
 
 ADMIN_USER = "admin"
 START_TIMEOUT = 300.0
@@ -134,10 +135,7 @@ class LocalAirflow:  # pylint: disable=too-many-instance-attributes
         return self.services.database_uri("mlmd") if self.uses_postgres else None
 
     def _secret(self, name: str, make) -> str:
-        path = self.home / "secrets" / name
-        if not path.is_file():
-            write_private(path, make() + "\n")
-        return path.read_text(encoding="utf-8").strip()
+        return kept_secret(self.home / "secrets" / name, make)
 
     def env(self) -> Dict[str, str]:
         """Environment of every Airflow process started here."""
@@ -251,7 +249,7 @@ enable_health_check = False
         # Not `import airflow`: that would set Airflow up in this process (and ~/airflow).
         version = importlib.metadata.version("apache-airflow")
         marker = self.home / f".db_migrated-{self.profile}"
-        new_password = None if self.password_file.is_file() else "new"
+        generated = not self.password_file.is_file()
         password = self._secret("admin_password", lambda: secrets.token_urlsafe(18))
         if marker.is_file() and marker.read_text(encoding="utf-8") == version:
             return None
@@ -263,7 +261,7 @@ enable_health_check = False
                      "--role", "Admin", "--email", "admin@localhost",
                      "--firstname", "Cartola", "--lastname", "Admin")
         marker.write_text(version, encoding="utf-8")
-        return password if new_password else None
+        return password if generated else None
 
     def prepare(self) -> Optional[str]:
         """Services, config, DAG link, database and admin user, without starting Airflow's
