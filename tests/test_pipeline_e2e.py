@@ -67,9 +67,11 @@ def test_second_run_is_cached_and_pushes_nothing_worse(pushed_project):
     states = executions_by_state(config)
     for component in ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert states[component][-1] == "CACHED", (component, states[component])
-    # The same model (same fingerprint) is not published a second time.
+    # The same model (same fingerprint) is not published a second time, and the run says so.
     assert result["pushed_version"] is None
     assert tree_digest(config.path(config.serving_dir)) == before
+    from cartola.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
+    assert why_not_pushed(config) == "the blessed model is identical to the served version 1"
 
 
 def read_sample(**kwargs) -> pd.DataFrame:
@@ -93,6 +95,10 @@ def test_shuffled_label_is_not_blessed_and_serving_is_unchanged(pushed_project, 
     result = run_local(config, _write(frame, tmp_path / "shuffled"))
     assert result["pushed_version"] is None
     assert tree_digest(config.path(config.serving_dir)) == before
+    from cartola.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
+    reason = why_not_pushed(config)  # the floors, with the values that missed them
+    assert reason.startswith("not blessed: ") and "ks 0." in reason, reason
+    assert "is below the floor 0.4" in reason and "auc 0." in reason, reason
     assert executions_by_state(config)["Evaluator"][-1] == "COMPLETE"
 
 
@@ -149,7 +155,7 @@ def test_empty_input_file_is_rejected_before_the_run(pushed_project, tmp_path, c
     config, _ = pushed_project
     (tmp_path / "in.csv").write_text(content)
     before = tree_digest(config.path(config.serving_dir))
-    with pytest.raises(InputDataError, match=f"in.csv: {expected}"):
+    with pytest.raises(InputDataError, match=rf"in.csv:\d: {expected}"):
         run_local(config, str(tmp_path))
     assert tree_digest(config.path(config.serving_dir)) == before
 

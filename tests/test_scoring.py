@@ -14,6 +14,7 @@ from cartola import scoring, tools_cli
 from cartola.serving.client import ServingError
 from cartola.serving.server import RawFeature
 
+CARTOLA_SEGMENTS = ("churn_risk", "conversion_target", "neither")
 FEATURES = {"x": RawFeature("x", "float", True), "k": RawFeature("k", "int", False),
             "c": RawFeature("c", "string", False)}
 
@@ -104,6 +105,30 @@ def test_thresholds_change_the_segments(tmp_path):
     assert summary.by_segment == {"churn_risk": 3, "conversion_target": 3, "neither": 0}
 
 
+def test_without_id_and_segments_rows_are_named_by_line(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("x,k,c\n2,3,a\nabc,1,b\n\n8,,b\n", encoding="utf-8")
+    summary = scoring.score_csv(source, tmp_path / "out.csv", FakeScorer(), None, id_column="",
+                                progress=False)
+    out = pd.read_csv(summary.output)
+    assert out.columns.tolist() == ["line", "probability"]
+    assert out["line"].tolist() == [2, 5] and out["probability"].tolist() == pytest.approx(
+        [0.2, 0.8])
+    rejects = list(csv.reader(summary.rejects.open(encoding="utf-8")))
+    assert rejects == [["line", "reason"], ["3", "x is not a number: 'abc'"],
+                       ["4", "blank line"]]
+    assert summary.by_segment == {"all": 2} and "all" in summary.table()
+
+
+def test_named_segments(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,y,x,k,c\n1,1,2,3,a\n2,0,8,1,b\n", encoding="utf-8")
+    rule = scoring.SegmentRule("y", 0.5, 0.5, names=("at_risk", "lookalike", "rest"))
+    summary = scoring.score_csv(source, tmp_path / "out.csv", FakeScorer(), rule,
+                                id_column="id", progress=False)
+    assert pd.read_csv(summary.output)["segment"].tolist() == ["at_risk", "lookalike"]
+
+
 def test_missing_status_column_is_refused(tmp_path):
     with pytest.raises(scoring.ScoringError, match="missing column.*'ativo'.*--status-column"):
         _score(tmp_path, status_column="ativo")
@@ -168,14 +193,14 @@ def test_sample_data_every_row_scored_and_summary_matches_file(pushed_project, t
     out = pd.read_csv(output)
     assert len(out) == len(sample) == 20000
     assert out["id"].tolist() == sample["id"].tolist()
-    assert set(out["segment"]) <= set(scoring.SEGMENTS) and out["segment"].notna().all()
+    assert set(out["segment"]) <= set(CARTOLA_SEGMENTS) and out["segment"].notna().all()
     assert out["probability"].between(0, 1).all()
     pro = sample[config.label].to_numpy() == 1
     expected = np.select([pro & (out["probability"] < 0.4), ~pro & (out["probability"] > 0.6)],
                          ["churn_risk", "conversion_target"], "neither")
     assert (out["segment"].to_numpy() == expected).all()
     counts = out["segment"].value_counts()
-    for segment in scoring.SEGMENTS:  # the printed table matches the file
+    for segment in CARTOLA_SEGMENTS:  # the printed table matches the file
         match = re.search(rf"^{segment}\s+([\d,]+)\s", printed.out, re.MULTILINE)
         assert match and int(match[1].replace(",", "")) == counts.get(segment, 0), printed.out
     assert "scored 20,000 of 20,000 rows" in printed.out and "rejected 0" in printed.out

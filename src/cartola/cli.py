@@ -22,6 +22,14 @@ def _print_report(config) -> None:
         print(f"run report: {report}")
 
 
+def _why_not_pushed(config) -> str:
+    from cartola import outcome  # pylint: disable=import-outside-toplevel
+    try:
+        return outcome.why_not_pushed(config)
+    except Exception as err:  # pylint: disable=broad-except
+        return f"reason unknown ({type(err).__name__}: {err})"
+
+
 def _run(args) -> int:
     # TFX's Google client libraries warn at import that Python 3.10 is old; TFX 1.16 needs it.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
@@ -40,10 +48,27 @@ def _run(args) -> int:
         print(f"pushed model: {serving / str(result['pushed_version'])}")
     else:
         latest = result["latest_version"]
-        print("no model pushed (not blessed, or identical to the served one); serving: "
+        print(f"no model pushed: {_why_not_pushed(config)}; serving: "
               + (str(serving / str(latest)) if latest else "none"))
     print(f"run artifacts: {config.pipeline_dir}")
     _print_report(config)
+    return 0
+
+
+def _init(args) -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+    from pathlib import Path  # pylint: disable=import-outside-toplevel
+
+    from cartola.data.init import init_dataset  # pylint: disable=import-outside-toplevel
+    config_path, schema_path, proposal = init_dataset(
+        Path(args.dir), Path(args.data), args.label, args.id_column, args.force)
+    print(f"label: {proposal['label']}; id column: {proposal['id_column'] or '(none)'}")
+    print(f"numeric features: {', '.join(proposal['numeric_features']) or '(none)'}")
+    print(f"categorical features: {', '.join(proposal['categorical_features']) or '(none)'}")
+    for note in proposal["notes"]:
+        print(f"left out: {note}")
+    print(f"wrote {config_path} and {schema_path}; review them, then:\n"
+          f"  cartola --config {config_path} run")
     return 0
 
 
@@ -55,6 +80,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     run = commands.add_parser("run", help="run the pipeline end to end with LocalDagRunner")
     run.add_argument("--data-root", help="folder of CSV files (default: config data_root)")
     run.set_defaults(func=_run)
+    init = commands.add_parser(
+        "init", help="propose a config and a curated schema for a new CSV data set",
+        description="Read a folder of CSV files (checks, then TFDV statistics) and write "
+                    "DIR/config.toml and DIR/schema.pbtxt for review; the config starts from "
+                    "neutral defaults (no id unless one is found, no clipping, no slice).")
+    init.add_argument("dir", help="folder for the config, the schema and the run's outputs")
+    init.add_argument("--data", required=True, help="folder of the data set's CSV files")
+    init.add_argument("--label", required=True, help="the 0/1 column to predict")
+    init.add_argument("--id-column", help="id column ('' for none; default: guessed)")
+    init.add_argument("--force", action="store_true", help="replace an existing config/schema")
+    init.set_defaults(func=_init)
     tools_cli.register(commands)
     args = parser.parse_args(argv)
     try:

@@ -9,13 +9,14 @@ from absl import logging
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
-from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from cartola.errors import DataValidationError
+from cartola.outcome import IDENTICAL_TO
 from cartola.versions import model_versions
 
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -46,16 +47,45 @@ def describe_anomalies(per_split: Dict[str, anomalies_pb2.Anomalies]) -> List[st
     return lines
 
 
+def label_problems(statistics: types.Artifact, label: str, min_rate: float,
+                   max_rate: float) -> List[str]:
+    """One line per split whose 0/1 label has a single class or a positive share outside
+    [min_rate, max_rate], from StatisticsGen's numeric statistics (mean = positive share)."""
+    from tfx.components.statistics_gen import stats_artifact_utils  # pylint: disable=import-outside-toplevel
+    lines = []
+    for split in artifact_utils.decode_split_names(statistics.split_names):
+        stats = stats_artifact_utils.load_statistics(statistics, split).proto().datasets[0]
+        feature = next((f for f in stats.features
+                        if (f.path.step[0] if f.path.step else f.name) == label), None)
+        if feature is None or not feature.HasField("num_stats"):
+            continue  # absent or not numeric: the schema check names it
+        num = feature.num_stats
+        if num.min == num.max:
+            lines.append(f"[{split}] label {label!r}: a single class (every example is "
+                         f"{num.max:g}); a classifier needs both 0 and 1")
+        elif not min_rate <= num.mean <= max_rate:
+            lines.append(f"[{split}] label {label!r}: positive share {num.mean:.3f} outside "
+                         f"[{min_rate:g}, {max_rate:g}] (config min_positive_rate, "
+                         "max_positive_rate)")
+    return lines
+
+
 @component
 def DataValidationGate(  # pylint: disable=invalid-name
-        anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
-    """Fail the run when ExampleValidator recorded any anomaly (it only records them)."""
-    lines = describe_anomalies(read_anomalies(anomalies))
+        anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+        statistics: InputArtifact[standard_artifacts.ExampleStatistics],
+        label: Parameter[str], min_positive_rate: Parameter[float],
+        max_positive_rate: Parameter[float]) -> None:
+    """Fail the run when ExampleValidator recorded any anomaly (it only records them), or the
+    label cannot train a classifier."""
+    lines = describe_anomalies(read_anomalies(anomalies)) + label_problems(
+        statistics, label, min_positive_rate, max_positive_rate)
     if lines:
         raise DataValidationError(
-            f"data validation failed with {len(lines)} anomal{'y' if len(lines) == 1 else 'ies'}"
-            " (see ExampleValidator output " + anomalies.uri + "):\n  " + "\n  ".join(lines))
-    logging.info("Data validation passed: no anomalies.")
+            f"data validation failed with {len(lines)} "
+            f"problem{'' if len(lines) == 1 else 's'} (see ExampleValidator output "
+            + anomalies.uri + "):\n  " + "\n  ".join(lines))
+    logging.info("Data validation passed: no anomalies, both label classes present.")
 
 
 def _same_model(model_path: Path, version_path: Path) -> bool:
@@ -113,6 +143,7 @@ class AtomicPushExecutor(pusher_executor.Executor):
         version, pushed = publish_model(Path(self.GetModelPath(input_dict)), base)
         if not pushed:
             logging.info("Blessed model is identical to version %d: nothing pushed.", version)
+            model_push.set_int_custom_property(IDENTICAL_TO, version)
             self._MarkNotPushed(model_push)
             return
         logging.info("Model pushed to %s", base / str(version))

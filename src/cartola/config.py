@@ -1,10 +1,15 @@
 """The project's one typed configuration.
 
 Every other module reads its paths, features, thresholds and connection settings from
-:func:`load_config`. Precedence, lowest first: the defaults below, a TOML file named by
-``CARTOLA_CONFIG`` (or passed explicitly), then ``CARTOLA_<FIELD>`` environment variables
-(for example ``CARTOLA_DATA_ROOT=/data/cartola`` or ``CARTOLA_MIN_KS=0.45``). Tuple fields take
-comma-separated values from the environment; ``beam_args`` is split like a shell command line.
+:func:`load_config`. Precedence, lowest first: the neutral defaults below, a TOML file, then
+``CARTOLA_<FIELD>`` environment variables (for example ``CARTOLA_DATA_ROOT=/data/cartola`` or
+``CARTOLA_MIN_KS=0.45``), then explicit overrides. Tuple fields take comma-separated values
+from the environment; ``beam_args`` is split like a shell command line.
+
+The TOML file is the one passed in, else ``$CARTOLA_CONFIG``, else the bundled Cartola PRO
+data set's file (``cartola/configs/cartola.toml``). A data set's file starts from the neutral
+defaults (no id column, no clipping, no slice, no segments); ``extends = "cartola"`` (a bundled
+name) or ``extends = "path/to/base.toml"`` (relative to the file) starts from another file.
 
 This module must stay cheap to import: the Airflow DAG file imports it at parse time.
 """
@@ -22,6 +27,8 @@ ENV_PREFIX = "CARTOLA_"
 CONFIG_ENV = "CARTOLA_CONFIG"
 HOME_ENV = "CARTOLA_HOME"
 AIRFLOW_PROFILES = ("sqlite", "postgres", "celery")
+BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
+DEFAULT_DATASET = "cartola"
 
 
 class ConfigError(ValueError):
@@ -46,8 +53,8 @@ class Config:  # pylint: disable=too-many-instance-attributes
     """
 
     project_home: Path = dataclasses.field(default_factory=default_project_home)
-    pipeline_name: str = "cartola_pro"
-    model_name: str = "cartola_pro"
+    pipeline_name: str = "tabular"
+    model_name: str = "tabular"
     # Folder of CSV files CsvExampleGen reads (every *.csv in it).
     data_root: Path = Path("data")
     # Curated schema imported by ImportSchemaGen (see README, "Updating the schema").
@@ -60,24 +67,31 @@ class Config:  # pylint: disable=too-many-instance-attributes
     serving_dir: Path = Path("serving_model")
     airflow_home: Path = Path("airflow")
 
-    # Data layout.
-    label: str = "pro_target"
-    id_column: str = "id"
-    # Raw numeric model features; the defaults are the baseline's 6 final features.
-    numeric_features: Tuple[str, ...] = (
-        "anos_como_pro", "avg_3", "avg_4", "escalacoes", "norm_escalacao", "tempo_desperd")
+    # Data layout: a binary 0/1 label; an optional id column kept out of the features.
+    label: str = ""
+    id_column: str = ""
+    # CSV dialect of the input files: field delimiter, and the decimal mark of numbers
+    # ("," for files exported by spreadsheets in Portuguese, German, ...).
+    csv_delimiter: str = ","
+    csv_decimal: str = "."
+    # Raw numeric model features.
+    numeric_features: Tuple[str, ...] = ()
     # Subsets of numeric_features: log1p per value (negatives become missing), clip at clip_max.
-    log_features: Tuple[str, ...] = ("tempo_desperd",)
-    clip_features: Tuple[str, ...] = ("avg_3", "avg_4")
+    log_features: Tuple[str, ...] = ()
+    clip_features: Tuple[str, ...] = ()
     clip_max: float = 1.0
     # String features: vocabulary learned by Transform plus OOV buckets.
     categorical_features: Tuple[str, ...] = ()
     oov_buckets: int = 1
     # Raw feature the Evaluator slices metrics by (empty: overall only).
-    slice_feature: str = "anos_como_pro"
+    slice_feature: str = ""
     # CsvExampleGen hash split, train:eval buckets.
     train_buckets: int = 3
     eval_buckets: int = 1
+    # Share of positive labels each split must have (validation stops the run outside it);
+    # a split with a single class always stops it.
+    min_positive_rate: float = 0.0
+    max_positive_rate: float = 1.0
 
     # Model.
     hidden_units: Tuple[int, ...] = ()
@@ -92,8 +106,13 @@ class Config:  # pylint: disable=too-many-instance-attributes
     min_auc: float = 0.7
     max_regression: float = 0.01
 
-    # Scoring segments (issue 5): PRO users below churn_threshold are churn risk,
-    # non-PRO users above conversion_threshold are conversion targets.
+    # Report title (empty: "<pipeline_name> run report").
+    report_title: str = ""
+    # Scoring segments, off unless segment_status_column names a 0/1 column saying who is
+    # positive today: positives below churn_threshold get segment_names[0], negatives above
+    # conversion_threshold segment_names[1], everyone else segment_names[2].
+    segment_status_column: str = ""
+    segment_names: Tuple[str, ...] = ("positive_low", "negative_high", "neither")
     churn_threshold: float = 0.5
     conversion_threshold: float = 0.5
 
@@ -160,11 +179,26 @@ class Config:  # pylint: disable=too-many-instance-attributes
         overlap = features & set(self.categorical_features)
         if overlap:
             raise ConfigError(f"features both numeric and categorical: {sorted(overlap)}")
+        if not self.label:
+            raise ConfigError("no label configured: set label to the 0/1 column to predict")
         if not self.all_features:
-            raise ConfigError("no model features configured")
+            raise ConfigError("no model features configured: set numeric_features and/or "
+                              "categorical_features (cartola init proposes them)")
         for name in (self.label, self.id_column):
-            if name in features or name in self.categorical_features:
+            if name and (name in features or name in self.categorical_features):
                 raise ConfigError(f"column {name!r} is the label or id and cannot be a feature")
+        if self.slice_feature and self.slice_feature not in self.all_features:
+            raise ConfigError(f"slice_feature {self.slice_feature!r} is not a model feature")
+        if len(self.csv_delimiter) != 1 or self.csv_delimiter in ('"', "\n", "\r"):
+            raise ConfigError(f"csv_delimiter must be one character, got {self.csv_delimiter!r}")
+        if self.csv_decimal not in (".", ",") or self.csv_decimal == self.csv_delimiter:
+            raise ConfigError(f"csv_decimal must be '.' or ',' (and not the delimiter), got "
+                              f"{self.csv_decimal!r}")
+        if not 0.0 <= self.min_positive_rate <= self.max_positive_rate <= 1.0:
+            raise ConfigError("need 0 <= min_positive_rate <= max_positive_rate <= 1")
+        if len(self.segment_names) != 3:
+            raise ConfigError("segment_names needs three names: positive low, negative high, "
+                              "neither")
         if self.train_buckets < 1 or self.eval_buckets < 1:
             raise ConfigError("train_buckets and eval_buckets must be >= 1")
         if self.airflow_profile not in AIRFLOW_PROFILES:
@@ -230,20 +264,39 @@ def _read_toml(path: Path) -> Mapping[str, Any]:
         raise ConfigError(f"config file {path}: {err}") from err
 
 
+def bundled_config(name: str) -> Path:
+    """Path of a data set's config shipped with the package (``cartola`` for Cartola PRO)."""
+    return BUNDLED_CONFIGS / f"{name}.toml"
+
+
+def _file_values(path: Path, seen: Tuple[Path, ...] = ()) -> dict:
+    """Typed values of a config file, after those of the file it ``extends``."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    if path.resolve() in seen:
+        raise ConfigError(f"config file {path}: 'extends' loops back to itself")
+    raw = dict(_read_toml(path))
+    values: dict = {}
+    base = raw.pop("extends", None)
+    if base:
+        base_path = (bundled_config(base) if "/" not in base and not base.endswith(".toml")
+                     else path.parent / Path(base).expanduser())
+        values.update(_file_values(base_path, seen + (path.resolve(),)))
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(f"config file {path}: unknown field {key!r}")
+        values[key] = _coerce(fields[key], value)
+    return values
+
+
 def load_config(path: Optional[os.PathLike] = None,
                 environ: Optional[Mapping[str, str]] = None,
                 **overrides: Any) -> Config:
-    """Defaults, then the TOML file (``path`` or ``$CARTOLA_CONFIG``), then the environment,
-    then ``overrides``."""
+    """Defaults, then the TOML file (``path``, ``$CARTOLA_CONFIG`` or the bundled Cartola
+    file), then the environment, then ``overrides``."""
     environ = os.environ if environ is None else environ
     fields = {f.name: f for f in dataclasses.fields(Config)}
-    values: dict = {}
-    path = path or environ.get(CONFIG_ENV)
-    if path:
-        for key, value in _read_toml(Path(path)).items():
-            if key not in fields:
-                raise ConfigError(f"config file {path}: unknown field {key!r}")
-            values[key] = _coerce(fields[key], value)
+    path = path or environ.get(CONFIG_ENV) or bundled_config(DEFAULT_DATASET)
+    values = _file_values(Path(path))
     for name, field in fields.items():
         env_name = ENV_PREFIX + name.upper()
         if env_name in environ and env_name != CONFIG_ENV:

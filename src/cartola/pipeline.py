@@ -17,6 +17,7 @@ from tfx.dsl.components.base import executor_spec
 
 from cartola.components import AtomicPushExecutor, DataValidationGate
 from cartola.config import Config, ConfigError
+from cartola.data.csv_example_gen import csv_example_gen
 from cartola.metadata import metadata_connection_config
 from cartola.metrics import KolmogorovSmirnov
 from cartola.models import features
@@ -92,8 +93,8 @@ def create_pipeline(config: Config, data_root: Optional[str] = None) -> tfx.dsl.
     data_dir = config.path(Path(data_root)) if data_root else config.data_dir
     spec = features.feature_spec(config)
 
-    example_gen = tfx.components.CsvExampleGen(
-        input_base=str(data_dir),
+    example_gen = csv_example_gen(
+        str(data_dir), config.csv_delimiter, config.csv_decimal,
         input_config=tfx.proto.Input(splits=[
             tfx.proto.Input.Split(name="single_split", pattern="*.csv")]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
@@ -104,7 +105,10 @@ def create_pipeline(config: Config, data_root: Optional[str] = None) -> tfx.dsl.
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(frozen_schema(config)))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"])
+    gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"],
+                              statistics=statistics_gen.outputs["statistics"],
+                              label=config.label, min_positive_rate=config.min_positive_rate,
+                              max_positive_rate=config.max_positive_rate)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config=spec)

@@ -3,7 +3,7 @@
 The run's artifacts are found in ML Metadata (the latest run of the pipeline, or a given run
 id): TFDV statistics and anomalies, the TFMA evaluation with the blessing decision and the
 comparison with the baseline model, and the Pusher's outcome. The run's model scores the eval
-split again to draw the KS picture (score distributions of PRO and non-PRO users), the ROC and
+split again to draw the KS picture (score distributions of the two classes), the ROC and
 PR curves and a calibration plot; the baseline model is drawn beside it when there is one.
 
 Written to ``<project_home>/reports/<run id>/``: ``report.html`` (PNGs embedded),
@@ -138,7 +138,8 @@ def load_run(config: Config, run_id: Optional[str] = None) -> RunInfo:
     return info
 
 
-def _custom(artifact, name: str) -> Any:
+def custom_property(artifact, name: str) -> Any:
+    """An int, float or string custom property of an ML Metadata artifact (None if unset)."""
     if artifact is None or name not in artifact.custom_properties:
         return None
     value = artifact.custom_properties[name]
@@ -331,7 +332,7 @@ def read_examples(uri: str, split: str, label: str) -> Tuple[List[bytes], np.nda
 
 
 def score_examples(model_path: str, serialized: Sequence[bytes], batch: int = 4096) -> np.ndarray:
-    """PRO probabilities from a SavedModel's ``serving_default``."""
+    """Positive-class probabilities from a SavedModel's ``serving_default``."""
     from cartola.serving.server import ServedModel  # pylint: disable=import-outside-toplevel
     model = ServedModel.load(Path(model_path), 0)
     return np.concatenate([model.predict_serialized(serialized[i:i + batch])
@@ -373,7 +374,7 @@ def plot_ks(scores: np.ndarray, labels: np.ndarray) -> bytes:
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     bins = np.linspace(0, 1, 41)
-    for value, name, color in ((0, "non-PRO", "tab:blue"), (1, "PRO", "tab:orange")):
+    for value, name, color in ((0, "label 0", "tab:blue"), (1, "label 1", "tab:orange")):
         group = scores[labels == value]
         left.hist(group, bins=bins, density=True, alpha=0.55, color=color,
                   label=f"{name} (n={len(group):,})")
@@ -386,9 +387,9 @@ def plot_ks(scores: np.ndarray, labels: np.ndarray) -> bytes:
         high = np.searchsorted(negatives, threshold, side="right") / len(negatives)
         right.vlines(threshold, low, high, colors="black", linestyles="--",
                      label=f"KS = {ks:.3f} at p = {threshold:.3f}")
-    left.set(title="Score distribution by class (eval split)", xlabel="PRO probability",
+    left.set(title="Score distribution by class (eval split)", xlabel="predicted probability",
              ylabel="density")
-    right.set(title="Cumulative distribution", xlabel="PRO probability",
+    right.set(title="Cumulative distribution", xlabel="predicted probability",
               ylabel="share of class at or below")
     left.legend()
     right.legend(loc="lower right")
@@ -428,7 +429,7 @@ def plot_pr(curves: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> bytes:
 
 
 def plot_calibration(scores: np.ndarray, labels: np.ndarray) -> bytes:
-    """Observed PRO rate per predicted-probability decile."""
+    """Observed positive rate per predicted-probability decile."""
     plt = _pyplot()
     fig, axis = plt.subplots(figsize=(5.5, 5))
     edges = np.unique(np.quantile(scores, np.linspace(0, 1, 11)))
@@ -438,7 +439,7 @@ def plot_calibration(scores: np.ndarray, labels: np.ndarray) -> bytes:
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
     axis.plot(predicted, observed, marker="o", label="deciles of predicted probability")
     axis.set(title="Calibration (eval split)", xlabel="mean predicted probability",
-             ylabel="observed PRO rate")
+             ylabel="observed positive rate")
     axis.legend(loc="upper left")
     return _figure_png(fig)
 
@@ -526,8 +527,8 @@ def _badge(ok: Optional[bool], yes: str, no: str, unknown: str = "not run") -> s
     return f'<span class="{"ok" if ok else "bad"}">{html.escape(yes if ok else no)}</span>'
 
 
-def _render(summary: dict, sections: List[str]) -> str:
-    title = f"Cartola PRO run report: {summary['run_id']}"
+def _render(config: Config, summary: dict, sections: List[str]) -> str:
+    title = f"{config.report_title or config.pipeline_name + ' run report'}: {summary['run_id']}"
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
             f"<h1>{html.escape(title)}</h1>" + "".join(sections) + "</body></html>")
@@ -614,7 +615,7 @@ def _model_section(run: RunInfo, summary: dict) -> Tuple[str, Optional[dict]]:
         parts.append('<p class="muted">The Evaluator did not run in this run.</p>')
         return "".join(parts), None
     evaluation = load_evaluation(uri)
-    blessed = _custom(run.outputs.get(("Evaluator", "blessing")), "blessed")
+    blessed = custom_property(run.outputs.get(("Evaluator", "blessing")), "blessed")
     summary["blessed"] = bool(blessed) if blessed is not None else evaluation["validation_ok"]
     summary["validation_ok"] = evaluation["validation_ok"]
     summary["metrics"] = evaluation["overall"]
@@ -675,7 +676,7 @@ def _curves_section(config: Config, run: RunInfo, evaluation: dict, summary: dic
     return ("<h2>Scores on the eval split</h2>"
             f"<p>The model scored the {len(labels):,} eval examples again: KS = {ks:.4f} at "
             f"probability {threshold:.3f} (TFMA: {_fmt(evaluation['overall'].get('ks'))}).</p>"
-            + _img(pngs["ks"], "KS: score distributions of PRO and non-PRO users")
+            + _img(pngs["ks"], "KS: score distributions of the two classes")
             + '<div class="figs">' + _img(pngs["roc"], "ROC curve") + _img(pngs["pr"], "PR curve")
             + _img(pngs["calibration"], "calibration") + "</div>")
 
@@ -691,14 +692,14 @@ def build_report(config: Config, run_id: Optional[str] = None,
     summary: Dict[str, Any] = {"pipeline": config.pipeline_name, "run_id": run.run_id,
                                "created_ms": run.created_ms, "nodes": run.nodes}
     pusher = run.outputs.get(("Pusher", "pushed_model"))
-    pushed = _custom(pusher, "pushed")
+    pushed = custom_property(pusher, "pushed")
     summary["pushed"] = bool(pushed) if pushed is not None else None
-    summary["pushed_version"] = _custom(pusher, "pushed_version") if pushed else None
+    summary["pushed_version"] = custom_property(pusher, "pushed_version") if pushed else None
     pngs: Dict[str, bytes] = {}
     data = _data_section(config, run, summary, pngs)
     model, evaluation = _model_section(run, summary)
     curves = _curves_section(config, run, evaluation, summary, pngs) if evaluation else ""
-    page = _render(summary, [_overview(config, run, summary), data, model, curves])
+    page = _render(config, summary, [_overview(config, run, summary), data, model, curves])
 
     out_dir = config.project_home / REPORTS_DIR / _safe(run.run_id)
     out_dir.mkdir(parents=True, exist_ok=True)

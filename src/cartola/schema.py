@@ -5,7 +5,8 @@
 ``schema/schema.pbtxt``. Review the diff (``git diff schema/``) before committing: new data is
 validated against this file, not against a schema inferred from itself.
 
-Rules: the label is a required int in {0, 1}; columns that are always present in the sample
+Rules: the label is a required int in {0, 1}; a column empty in every row is marked
+deprecated (neither validated nor parsed: no model can learn from it); columns that are always present in the sample
 are required; columns that are sometimes missing must still be present in at least half the
 fraction seen in the sample (so an all-missing column is an anomaly); numeric columns never
 negative in the sample must stay non-negative (except ``allow_negative``, whose negatives
@@ -37,6 +38,12 @@ def curate(schema, statistics, label: str, allow_negative: Iterable[str] = (),
         common = (feature_stats.num_stats.common_stats if feature_stats.HasField("num_stats")
                   else feature_stats.string_stats.common_stats)
         fraction = common.num_non_missing / total if total else 0.0
+        if fraction == 0.0 and feature.name != label:
+            feature.lifecycle_stage = schema_pb2.DEPRECATED
+            feature.presence.min_count = 0
+            feature.presence.min_fraction = 0.0
+            feature.ClearField("shape")
+            continue
         feature.presence.min_count = 1
         feature.presence.min_fraction = 1.0 if fraction >= 1.0 else round(fraction / 2, 3)
         if fraction < 1.0:

@@ -1,17 +1,18 @@
-"""Batch scoring: CSV in; CSV out with the id, the PRO probability and the campaign segment.
+"""Batch scoring: CSV in; CSV out with the id (or the input line number when the data set has
+no id column), the probability and, when configured, a campaign segment.
 
-Segments (thresholds from the config, overridable per run):
+Segments (names and thresholds from the config, thresholds overridable per run; Cartola's):
 
 * ``churn_risk``: a PRO user (status column = 1) with probability < ``churn_threshold``;
 * ``conversion_target``: a non-PRO user (status = 0) with probability > ``conversion_threshold``;
 * ``neither``: everyone else.
 
-The status column is the label column (``pro_target``) unless told otherwise; a file without
-it is refused rather than segmented by guesswork. Rows are read in chunks, so a file larger
-than memory works, and written in input order. A row that cannot be scored (wrong field count,
-unparseable or non-integral number, missing required feature, id or status) goes to the
-rejects CSV with its 1-based physical line number (the header is line 1) and the reason;
-the summary counts it. Outputs are written under temporary names and renamed at the end.
+With segments on, a file without the status column is refused rather than segmented by
+guesswork. Rows are read in chunks, so a file larger than memory works, and written in input
+order. A row that cannot be scored (wrong field count, unparseable or non-integral number,
+missing required feature, id or status) goes to the rejects CSV with its 1-based physical
+line number (the header is line 1) and the reason; the summary counts it. Outputs are written
+under temporary names and renamed at the end.
 
 Rows are read with :mod:`csv` rather than ``pandas.read_csv`` because only the former knows
 each record's physical line (quoted newlines, blank and short lines); each chunk is then
@@ -33,10 +34,10 @@ import pandas as pd
 
 from cartola.serving.server import FLOAT32_MAX, RawFeature
 
-CHURN_RISK, CONVERSION_TARGET, NEITHER = "churn_risk", "conversion_target", "neither"
-SEGMENTS = (CHURN_RISK, CONVERSION_TARGET, NEITHER)
 PROBABILITY_COLUMN = "probability"
 SEGMENT_COLUMN = "segment"
+LINE_COLUMN = "line"
+ALL_ROWS = "all"
 DEFAULT_CHUNK_ROWS = 20_000
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
 _TRUE, _FALSE = {"1", "1.0", "true"}, {"0", "0.0", "false"}
@@ -70,7 +71,7 @@ class ScoreSummary:  # pylint: disable=too-many-instance-attributes
                  f"rejected {self.rejected:,}"
                  + (f" (see {self.rejects})" if self.rejected else ""),
                  f"{'segment':<18} {'rows':>10} {'share':>7} {'mean p':>7}"]
-        for segment in SEGMENTS:
+        for segment in self.by_segment:
             count = self.by_segment[segment]
             share = count / self.scored if self.scored else 0.0
             mean = self.mean_probability(segment)
@@ -174,19 +175,19 @@ class _CsvRecords:
     """A CSV file's header, then chunks of well-formed records; malformed records (blank,
     wrong field count, unreadable) are appended to ``bad`` as (line, id, reason)."""
 
-    def __init__(self, path: Path, chunk_rows: int, id_column: str):
+    def __init__(self, path: Path, chunk_rows: int, id_column: str, delimiter: str = ","):
         self.bytes_read = [0]
         self.bad: List[Tuple[int, str, str]] = []
         self.malformed = 0
         self._chunk_rows = chunk_rows
-        self._reader = csv.reader(_lines(path, self.bytes_read))
+        self._reader = csv.reader(_lines(path, self.bytes_read), delimiter=delimiter)
         try:
             self.header = [h.strip() for h in next(self._reader)]
         except StopIteration as err:
             raise ScoringError(f"{path} is empty") from err
         except csv.Error as err:
             raise ScoringError(f"{path}: cannot read the header: {err}") from err
-        self._id_index = self.header.index(id_column) if id_column in self.header else 0
+        self._id_index = self.header.index(id_column) if id_column in self.header else None
 
     def __iter__(self) -> Iterator[_Chunk]:
         reader, width = self._reader, len(self.header)
@@ -205,7 +206,8 @@ class _CsvRecords:
             if not record:
                 self._malformed(line, "", "blank line")
             elif len(record) != width:
-                row_id = record[self._id_index].strip() if self._id_index < len(record) else ""
+                row_id = (record[self._id_index].strip() if self._id_index is not None
+                          and self._id_index < len(record) else "")
                 self._malformed(line, row_id, f"expected {width} fields, found {len(record)}")
             else:
                 chunk.lines.append(line)
@@ -232,14 +234,18 @@ def _append(reasons: pd.Series, mask, message) -> None:
 
 
 def _check_chunk(frame: pd.DataFrame, features: Mapping[str, RawFeature], id_column: str,
-                 status_column: str):
-    """Parse one chunk column-wise: (reasons, status 0/1, checked feature columns)."""
+                 status_column: str, decimal: str = "."):
+    """Parse one chunk column-wise: (reasons, status 0/1, checked feature columns); an empty
+    ``id_column`` or ``status_column`` is not checked."""
     reasons = pd.Series([""] * len(frame), index=frame.index, dtype=object)
-    _append(reasons, frame[id_column].str.strip() == "", f"missing {id_column}")
-    status_text = frame[status_column].str.strip().str.lower()
-    is_pro = status_text.isin(_TRUE)
-    _append(reasons, ~(is_pro | status_text.isin(_FALSE)),
-            f"{status_column} must be 0 or 1, got '" + frame[status_column] + "'")
+    if id_column:
+        _append(reasons, frame[id_column].str.strip() == "", f"missing {id_column}")
+    is_pro = pd.Series(False, index=frame.index)
+    if status_column:
+        status_text = frame[status_column].str.strip().str.lower()
+        is_pro = status_text.isin(_TRUE)
+        _append(reasons, ~(is_pro | status_text.isin(_FALSE)),
+                f"{status_column} must be 0 or 1, got '" + frame[status_column] + "'")
     columns: Dict[str, pd.Series] = {}
     for name, feature in features.items():
         raw = frame[name].str.strip()
@@ -248,6 +254,8 @@ def _check_chunk(frame: pd.DataFrame, features: Mapping[str, RawFeature], id_col
             columns[name] = raw.where(~missing, None)
         else:
             missing = raw.str.lower().isin(_MISSING)
+            if decimal == ",":
+                raw = raw.str.replace(",", ".", regex=False)
             numbers = pd.to_numeric(raw.where(~missing), errors="coerce")
             _append(reasons, ~missing & numbers.isna(),
                     f"{name} is not a number: '" + frame[name] + "'")
@@ -278,22 +286,26 @@ def _values(series: pd.Series, feature: RawFeature) -> List[Any]:
 
 @dataclasses.dataclass(frozen=True)
 class SegmentRule:
-    """Who is a campaign target: see the module docstring."""
+    """Who is a campaign target: see the module docstring. ``names``: positives below
+    ``churn_threshold``, negatives above ``conversion_threshold``, everyone else."""
 
     status_column: str
     churn_threshold: float
     conversion_threshold: float
+    names: Tuple[str, str, str] = ("churn_risk", "conversion_target", "neither")
 
     def __post_init__(self):
         for name in ("churn_threshold", "conversion_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ScoringError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+        if len(set(self.names)) != 3:
+            raise ScoringError(f"segment names must be three distinct names, got {self.names}")
 
     def assign(self, probabilities: np.ndarray, is_pro: np.ndarray) -> np.ndarray:
         """Segment of each row."""
         return np.select([is_pro & (probabilities < self.churn_threshold),
                           ~is_pro & (probabilities > self.conversion_threshold)],
-                         [CHURN_RISK, CONVERSION_TARGET], NEITHER)
+                         list(self.names[:2]), self.names[2])
 
 
 def default_rejects_path(output: Path) -> Path:
@@ -302,10 +314,13 @@ def default_rejects_path(output: Path) -> Path:
     return output.with_name(output.stem + ".rejects" + (output.suffix or ".csv"))
 
 
-def _score_chunk(chunk: _Chunk, header: List[str], scorer, rule: SegmentRule, id_column: str):
-    """(ids, probabilities, segments, scored mask, reasons) of one chunk."""
+def _score_chunk(chunk: _Chunk, header: List[str], scorer, rule: Optional[SegmentRule],
+                 id_column: str, decimal: str = "."):
+    """(ids, probabilities, segments, scored mask, reasons) of one chunk; the ids are line
+    numbers without an id column, the segments ``ALL_ROWS`` without a rule."""
     frame = pd.DataFrame(chunk.records, columns=header)
-    reasons, is_pro, checked = _check_chunk(frame, scorer.features, id_column, rule.status_column)
+    reasons, is_pro, checked = _check_chunk(frame, scorer.features, id_column,
+                                            rule.status_column if rule else "", decimal)
     valid = np.flatnonzero((reasons == "").to_numpy())
     probabilities = np.full(len(frame), np.nan)
     if len(valid) > 0:
@@ -315,9 +330,11 @@ def _score_chunk(chunk: _Chunk, header: List[str], scorer, rule: SegmentRule, id
         probabilities[valid] = predicted
         for position, message in errors.items():
             reasons.iloc[valid[position]] = message
-    ids = frame[id_column].str.strip().to_numpy()
-    return (ids, probabilities, rule.assign(probabilities, is_pro), (reasons == "").to_numpy(),
-            reasons.to_numpy())
+    ids = (frame[id_column].str.strip().to_numpy() if id_column
+           else np.asarray(chunk.lines).astype(str))
+    segments = (rule.assign(probabilities, np.asarray(is_pro)) if rule
+                else np.full(len(frame), ALL_ROWS))
+    return ids, probabilities, segments, (reasons == "").to_numpy(), reasons.to_numpy()
 
 
 def _checked_paths(source, output, rejects, chunk_rows: int) -> Tuple[Path, Path, Path]:
@@ -334,42 +351,48 @@ def _checked_paths(source, output, rejects, chunk_rows: int) -> Tuple[Path, Path
     return source, output, rejects
 
 
-def _write_all(records: _CsvRecords, scorer, rule: SegmentRule, id_column: str, writers,
-               summary: ScoreSummary, progress_bar) -> None:
+def _write_all(records: _CsvRecords, scorer, rule: Optional[SegmentRule], id_column: str,
+               writers, summary: ScoreSummary, progress_bar, decimal: str = ".") -> None:
     """Score every chunk; scored rows to the first writer, rejects to the second."""
     out_csv, rej_csv = writers
-    out_csv.writerow([id_column, PROBABILITY_COLUMN, SEGMENT_COLUMN])
-    rej_csv.writerow(["line", id_column, "reason"])
+    out_csv.writerow([id_column or LINE_COLUMN, PROBABILITY_COLUMN]
+                     + ([SEGMENT_COLUMN] if rule else []))
+    rej_csv.writerow([LINE_COLUMN] + ([id_column] if id_column else []) + ["reason"])
     for chunk in records:
         summary.rows += len(chunk.records)
         ids, probabilities, segment, scored, reasons = _score_chunk(
-            chunk, records.header, scorer, rule, id_column)
+            chunk, records.header, scorer, rule, id_column, decimal)
         for i in np.flatnonzero(scored):
-            out_csv.writerow([ids[i], f"{probabilities[i]:.6f}", segment[i]])
+            out_csv.writerow([ids[i], f"{probabilities[i]:.6f}"] + ([segment[i]] if rule else []))
             summary.by_segment[segment[i]] += 1
             summary.probability_sum[segment[i]] += float(probabilities[i])
         records.bad.extend((chunk.lines[i], ids[i], reasons[i]) for i in np.flatnonzero(~scored))
-        summary.rejected += _flush_rejects(rej_csv, records.bad)
+        summary.rejected += _flush_rejects(rej_csv, records.bad, bool(id_column))
         progress_bar.update(records.bytes_read[0] - progress_bar.n)
         progress_bar.set_postfix(rows=f"{summary.rows + records.malformed:,}", refresh=False)
-    summary.rejected += _flush_rejects(rej_csv, records.bad)
+    summary.rejected += _flush_rejects(rej_csv, records.bad, bool(id_column))
     progress_bar.update(records.bytes_read[0] - progress_bar.n)
     summary.rows += records.malformed  # records that never reached a chunk
     summary.scored = summary.rows - summary.rejected
 
 
-def score_csv(source: os.PathLike, output: os.PathLike, scorer, rule: SegmentRule, *,
-              id_column: str, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-              rejects: Optional[os.PathLike] = None, progress: bool = True) -> ScoreSummary:
-    """Score ``source`` into ``output`` (and the rejects CSV); returns the summary."""
+def score_csv(source: os.PathLike, output: os.PathLike, scorer, rule: Optional[SegmentRule],
+              *, id_column: str, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+              rejects: Optional[os.PathLike] = None, progress: bool = True,
+              delimiter: str = ",", decimal: str = ".") -> ScoreSummary:
+    """Score ``source`` into ``output`` (and the rejects CSV); returns the summary. No
+    ``rule``: no segments; empty ``id_column``: rows are named by their line number.
+    ``delimiter`` and ``decimal`` describe the input file (the output is plain CSV)."""
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     source, output, rejects = _checked_paths(source, output, rejects, chunk_rows)
     started = time.monotonic()
-    records = _CsvRecords(source, chunk_rows, id_column)
-    _check_header(records.header, scorer.features, id_column, rule.status_column, source)
+    records = _CsvRecords(source, chunk_rows, id_column, delimiter)
+    _check_header(records.header, scorer.features, id_column,
+                  rule.status_column if rule else "", source)
+    segments = rule.names if rule else (ALL_ROWS,)
     summary = ScoreSummary(rows=0, scored=0, rejected=0,
-                           by_segment={segment: 0 for segment in SEGMENTS},
-                           probability_sum={segment: 0.0 for segment in SEGMENTS},
+                           by_segment={segment: 0 for segment in segments},
+                           probability_sum={segment: 0.0 for segment in segments},
                            output=output, rejects=rejects, seconds=0.0)
     tmp_out = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     tmp_rej = rejects.with_name(f".{rejects.name}.{os.getpid()}.tmp")
@@ -379,7 +402,8 @@ def score_csv(source: os.PathLike, output: os.PathLike, scorer, rule: SegmentRul
         with open(tmp_out, "w", newline="", encoding="utf-8") as out_handle, \
                 open(tmp_rej, "w", newline="", encoding="utf-8") as rej_handle:
             _write_all(records, scorer, rule, id_column,
-                       (csv.writer(out_handle), csv.writer(rej_handle)), summary, progress_bar)
+                       (csv.writer(out_handle), csv.writer(rej_handle)), summary, progress_bar,
+                       decimal)
         os.replace(tmp_out, output)
         os.replace(tmp_rej, rejects)
     finally:
@@ -391,11 +415,11 @@ def score_csv(source: os.PathLike, output: os.PathLike, scorer, rule: SegmentRul
     return summary
 
 
-def _flush_rejects(writer, bad: List[Tuple[int, str, str]]) -> int:
+def _flush_rejects(writer, bad: List[Tuple[int, str, str]], with_id: bool = True) -> int:
     """Write pending rejects in line order; returns how many."""
     count = len(bad)
-    for row in sorted(bad):
-        writer.writerow(row)
+    for line, row_id, reason in sorted(bad):
+        writer.writerow([line, row_id, reason] if with_id else [line, reason])
     bad.clear()
     return count
 
@@ -405,7 +429,7 @@ def _check_header(header: Sequence[str], features: Mapping[str, RawFeature], id_
     duplicated = sorted({h for h in header if list(header).count(h) > 1})
     if duplicated:
         raise ScoringError(f"{source}: duplicated column(s) {duplicated}")
-    needed = [id_column, status_column] + list(features)
+    needed = [name for name in (id_column, status_column) if name] + list(features)
     missing = [name for name in needed if name not in header]
     if missing:
         hint = (" (the status column says who is PRO today; name another with "

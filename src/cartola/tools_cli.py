@@ -26,10 +26,12 @@ def register(subparsers) -> None:
 
     score = subparsers.add_parser(
         "score", help="batch scoring: CSV in, CSV out with id, probability and segment",
-        description="Score a CSV in chunks; write id, PRO probability and segment "
-                    "(churn_risk, conversion_target, neither), and the rows that could not "
-                    "be scored with their line numbers.")
-    score.add_argument("input", help="CSV with the id, status and raw feature columns")
+        description="Score a CSV in chunks; write the id (or the line number when the data "
+                    "set has no id column), the probability and, when the config has segments, "
+                    "the segment (Cartola: churn_risk, conversion_target, neither); and the "
+                    "rows that could not be scored with their line numbers.")
+    score.add_argument("input", help="CSV with the raw feature columns (and the id and status "
+                                     "columns when configured)")
     score.add_argument("output", help="CSV to write (replaced atomically)")
     score.add_argument("--rejects", help="CSV of rejected rows (default: <output>.rejects.csv)")
     score.add_argument("--churn-threshold", type=float,
@@ -39,8 +41,10 @@ def register(subparsers) -> None:
                        help="non-PRO users above this probability are conversion targets "
                             "(default: config conversion_threshold)")
     score.add_argument("--status-column",
-                       help="0/1 column saying who is PRO today (default: config label)")
-    score.add_argument("--id-column", help="id column (default: config id_column)")
+                       help="0/1 column saying who is positive (PRO) today; '' for no segments "
+                            "(default: config segment_status_column)")
+    score.add_argument("--id-column", help="id column; '' for line numbers "
+                                           "(default: config id_column)")
     score.add_argument("--chunk-rows", type=int, default=20_000,
                        help="rows held in memory at a time (default %(default)s)")
     score.add_argument("--server", metavar="URL",
@@ -91,13 +95,16 @@ def _score(args: argparse.Namespace) -> int:
     if not Path(args.input).is_file():
         return _fail(f"input file not found: {args.input}")
     try:
+        status = (config.segment_status_column if args.status_column is None
+                  else args.status_column)
         rule = scoring.SegmentRule(  # checked before a model is loaded
-            status_column=args.status_column or config.label,
+            status_column=status,
             churn_threshold=(config.churn_threshold if args.churn_threshold is None
                              else args.churn_threshold),
             conversion_threshold=(config.conversion_threshold
                                   if args.conversion_threshold is None
-                                  else args.conversion_threshold))
+                                  else args.conversion_threshold),
+            names=tuple(config.segment_names)) if status else None
         if args.server:
             scorer = scoring.HttpScorer(ServingClient(args.server, config.model_name,
                                                       args.version), args.batch_size)
@@ -105,7 +112,8 @@ def _score(args: argparse.Namespace) -> int:
             model_dir = Path(args.model_dir) if args.model_dir else config.model_serving_dir
             scorer = scoring.LocalScorer.from_serving_dir(model_dir, args.version)
         summary = scoring.score_csv(args.input, args.output, scorer, rule,
-                                    id_column=args.id_column or config.id_column,
+                                    id_column=(config.id_column if args.id_column is None
+                                               else args.id_column),
                                     chunk_rows=args.chunk_rows, rejects=args.rejects,
                                     progress=not args.no_progress)
     except (scoring.ScoringError, ServingError, ModelLoadError, ValueError) as err:

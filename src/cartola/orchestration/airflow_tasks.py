@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from cartola.config import Config, load_config
 from cartola.errors import DataValidationError, InputDataError
-from cartola.inputs import check_input_dir
+from cartola.data.checks import check_input_dir
 from cartola.orchestration import topology
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def data_root(context: Mapping[str, Any], config: Config) -> Optional[str]:
         raise AirflowFailException(f"conf data_root must be a folder path, got {value!r}")
     folder = config.path(Path(value)) if value else config.data_dir
     try:
-        check_input_dir(folder)
+        check_input_dir(folder, config.csv_delimiter, config.csv_decimal)
     except InputDataError as err:
         source = "conf data_root" if value else "config data_root"
         raise AirflowFailException(f"{source}: {err}") from err
@@ -185,11 +185,9 @@ def push_result(config: Config, run_id: str) -> Dict[str, Any]:
     elif props and props["pushed"].int_value == 1:
         result.update(pushed=True, version=props["pushed_version"].string_value,
                       destination=props["pushed_destination"].string_value)
-    elif result["blessed"] is False:
-        result["reason"] = ("the Evaluator did not bless the model (below the KS/AUC floors or "
-                            "worse than the served model): nothing pushed")
     else:
-        result["reason"] = "the blessed model is identical to the served version: nothing pushed"
+        from cartola.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
+        result["reason"] = why_not_pushed(config, run_id) + ": nothing pushed"
     return result
 
 

@@ -7,12 +7,13 @@ from typing import Optional
 
 from cartola.versions import model_versions
 from cartola.config import Config
-from cartola.inputs import check_input_dir
+from cartola.data.checks import check_input_dir
 
 
 def run_local(config: Config, data_root: Optional[str] = None) -> dict:
     """Run the pipeline once; returns what changed in the serving folder and the wall time."""
-    check_input_dir(config.path(Path(data_root)) if data_root else config.data_dir)
+    check_input_dir(config.path(Path(data_root)) if data_root else config.data_dir,
+                    config.csv_delimiter, config.csv_decimal)
     # Imported here: the CLI answers --help and bad input without paying TFX's import time.
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
     from cartola.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel

@@ -15,7 +15,7 @@ NODES: Dict[str, Tuple[str, ...]] = {
     "latest_blessed_model_resolver": (),
     "StatisticsGen": ("CsvExampleGen",),
     "ExampleValidator": ("ImportSchemaGen", "StatisticsGen"),
-    "DataValidationGate": ("ExampleValidator",),
+    "DataValidationGate": ("ExampleValidator", "StatisticsGen"),
     "Transform": ("CsvExampleGen", "DataValidationGate", "ImportSchemaGen"),
     "Trainer": ("ImportSchemaGen", "Transform"),
     "Evaluator": ("CsvExampleGen", "Trainer", "latest_blessed_model_resolver"),

@@ -1,0 +1,56 @@
+"""Why a pipeline run pushed no model: the blessing thresholds it failed, with their values,
+or the served version its model is identical to. Read from the run's artifacts in ML
+Metadata, for the ``cartola run`` summary and the Airflow status task."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+from cartola.config import Config
+
+IDENTICAL_TO = "identical_to_version"
+
+
+def _threshold_text(failure) -> str:
+    """'below the floor 0.4' or 'changed by -0.031 against the baseline; allowed -0.01'."""
+    key, threshold = failure.metric_key, failure.metric_threshold
+    value = failure.metric_value.double_value.value
+    name = key.name
+    if key.is_diff:
+        bound = threshold.change_threshold.absolute.value
+        return f"{name} changed by {value:+.4f} against the baseline model; allowed {bound:+g}"
+    bounds = threshold.value_threshold
+    if bounds.HasField("lower_bound") and value < bounds.lower_bound.value:
+        return f"{name} {value:.4f} is below the floor {bounds.lower_bound.value:g}"
+    if bounds.HasField("upper_bound") and value > bounds.upper_bound.value:
+        return f"{name} {value:.4f} is above the ceiling {bounds.upper_bound.value:g}"
+    return f"{name} {value:.4f}: {failure.message}".strip()
+
+
+def failed_thresholds(evaluation_uri: str) -> List[str]:
+    """The Evaluator's failed thresholds, one line each (empty: it blessed the model)."""
+    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+    validation = tfma.load_validation_result(evaluation_uri)
+    lines = []
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            lines.append(_threshold_text(failure))
+    if not lines and not validation.validation_ok:
+        lines = [f"the Evaluator did not bless it (see {evaluation_uri}/validations)"]
+    return lines
+
+
+def why_not_pushed(config: Config, run_id: Optional[str] = None) -> str:
+    """One line saying why the run (default: the latest) pushed nothing."""
+    # pylint: disable=import-outside-toplevel
+    from cartola import report
+    run = report.load_run(config, run_id)
+    pushed = run.outputs.get(("Pusher", "pushed_model"))
+    identical = report.custom_property(pushed, IDENTICAL_TO)
+    if identical is not None:
+        return f"the blessed model is identical to the served version {identical}"
+    evaluation = run.output_uri("Evaluator", "evaluation")
+    if evaluation is None:
+        return "the Evaluator did not run"
+    if report.custom_property(run.outputs.get(("Evaluator", "blessing")), "blessed") == 1:
+        return "blessed, but the Pusher did not push (see its log)"
+    return "not blessed: " + "; ".join(failed_thresholds(evaluation))
