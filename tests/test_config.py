@@ -70,7 +70,6 @@ def test_extends_a_bundled_or_relative_base(tmp_path):
     ('numeric_features = ["a"]\n', "no label configured"),
     ('label = "y"\n', "no model features"),
     ('label = "y"\nnumeric_features = ["a"]\nclip_features = ["b"]\n', "clip_features"),
-    ('label = "y"\nnumeric_features = ["a"]\nslice_feature = "b"\n', "slice_feature"),
     ('label = "y"\nnumeric_features = ["a"]\ncsv_delimiter = ";;"\n', "csv_delimiter"),
     ('label = "y"\nnumeric_features = ["a"]\ncsv_decimal = ","\n', "csv_decimal"),
     ('label = "y"\nnumeric_features = ["a"]\nmin_positive_rate = 0.9\n'

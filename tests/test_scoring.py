@@ -114,7 +114,8 @@ def test_without_id_and_segments_rows_are_named_by_line(tmp_path):
     assert out.columns.tolist() == ["line", "probability"]
     assert out["line"].tolist() == [2, 5] and out["probability"].tolist() == pytest.approx(
         [0.2, 0.8])
-    rejects = list(csv.reader(summary.rejects.open(encoding="utf-8")))
+    with summary.rejects.open(encoding="utf-8") as handle:
+        rejects = list(csv.reader(handle))
     assert rejects == [["line", "reason"], ["3", "x is not a number: 'abc'"],
                        ["4", "blank line"]]
     assert summary.by_segment == {"all": 2} and "all" in summary.table()

@@ -16,10 +16,11 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.utils import io_utils, proto_utils
 
 from cartola.errors import DataValidationError
-from cartola.outcome import IDENTICAL_TO
 from cartola.versions import model_versions
 
 ANOMALIES_FILE = "SchemaDiff.pb"
+# Pusher output property: the served version a blessed model was identical to.
+IDENTICAL_TO = "identical_to_version"
 
 
 def read_anomalies(artifact: types.Artifact) -> Dict[str, anomalies_pb2.Anomalies]:

@@ -187,18 +187,7 @@ class Config:  # pylint: disable=too-many-instance-attributes
         for name in (self.label, self.id_column):
             if name and (name in features or name in self.categorical_features):
                 raise ConfigError(f"column {name!r} is the label or id and cannot be a feature")
-        if self.slice_feature and self.slice_feature not in self.all_features:
-            raise ConfigError(f"slice_feature {self.slice_feature!r} is not a model feature")
-        if len(self.csv_delimiter) != 1 or self.csv_delimiter in ('"', "\n", "\r"):
-            raise ConfigError(f"csv_delimiter must be one character, got {self.csv_delimiter!r}")
-        if self.csv_decimal not in (".", ",") or self.csv_decimal == self.csv_delimiter:
-            raise ConfigError(f"csv_decimal must be '.' or ',' (and not the delimiter), got "
-                              f"{self.csv_decimal!r}")
-        if not 0.0 <= self.min_positive_rate <= self.max_positive_rate <= 1.0:
-            raise ConfigError("need 0 <= min_positive_rate <= max_positive_rate <= 1")
-        if len(self.segment_names) != 3:
-            raise ConfigError("segment_names needs three names: positive low, negative high, "
-                              "neither")
+        self._validate_data_settings()
         if self.train_buckets < 1 or self.eval_buckets < 1:
             raise ConfigError("train_buckets and eval_buckets must be >= 1")
         if self.airflow_profile not in AIRFLOW_PROFILES:
@@ -209,6 +198,19 @@ class Config:  # pylint: disable=too-many-instance-attributes
         if self.metadata_uri.split("://", maxsplit=1)[0] not in ("sqlite", "mysql", "postgresql"):
             raise ConfigError(f"metadata_uri scheme not supported: {self.metadata_uri!r}")
         return self
+
+    def _validate_data_settings(self) -> None:
+        """The CSV dialect, label share bounds and segment names."""
+        if len(self.csv_delimiter) != 1 or self.csv_delimiter in ('"', "\n", "\r"):
+            raise ConfigError(f"csv_delimiter must be one character, got {self.csv_delimiter!r}")
+        if self.csv_decimal not in (".", ",") or self.csv_decimal == self.csv_delimiter:
+            raise ConfigError(f"csv_decimal must be '.' or ',' (and not the delimiter), got "
+                              f"{self.csv_decimal!r}")
+        if not 0.0 <= self.min_positive_rate <= self.max_positive_rate <= 1.0:
+            raise ConfigError("need 0 <= min_positive_rate <= max_positive_rate <= 1")
+        if len(self.segment_names) != 3:
+            raise ConfigError("segment_names needs three names: positive low, negative high, "
+                              "neither")
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed (values parsed like environment values)."""

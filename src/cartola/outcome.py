@@ -7,8 +7,6 @@ from typing import List, Optional
 
 from cartola.config import Config
 
-IDENTICAL_TO = "identical_to_version"
-
 
 def _threshold_text(failure) -> str:
     """'below the floor 0.4' or 'changed by -0.031 against the baseline; allowed -0.01'."""
@@ -43,6 +41,7 @@ def why_not_pushed(config: Config, run_id: Optional[str] = None) -> str:
     """One line saying why the run (default: the latest) pushed nothing."""
     # pylint: disable=import-outside-toplevel
     from cartola import report
+    from cartola.components import IDENTICAL_TO
     run = report.load_run(config, run_id)
     pushed = run.outputs.get(("Pusher", "pushed_model"))
     identical = report.custom_property(pushed, IDENTICAL_TO)

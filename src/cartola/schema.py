@@ -6,7 +6,8 @@
 validated against this file, not against a schema inferred from itself.
 
 Rules: the label is a required int in {0, 1}; a column empty in every row is marked
-deprecated (neither validated nor parsed: no model can learn from it); columns that are always present in the sample
+deprecated (neither validated nor parsed: no model can learn from it); columns that are
+always present in the sample
 are required; columns that are sometimes missing must still be present in at least half the
 fraction seen in the sample (so an all-missing column is an anomaly); numeric columns never
 negative in the sample must stay non-negative (except ``allow_negative``, whose negatives

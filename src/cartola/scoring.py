@@ -376,7 +376,8 @@ def _write_all(records: _CsvRecords, scorer, rule: Optional[SegmentRule], id_col
     summary.scored = summary.rows - summary.rejected
 
 
-def score_csv(source: os.PathLike, output: os.PathLike, scorer, rule: Optional[SegmentRule],
+def score_csv(  # pylint: disable=too-many-arguments,too-many-locals
+        source: os.PathLike, output: os.PathLike, scorer, rule: Optional[SegmentRule],
               *, id_column: str, chunk_rows: int = DEFAULT_CHUNK_ROWS,
               rejects: Optional[os.PathLike] = None, progress: bool = True,
               delimiter: str = ",", decimal: str = ".") -> ScoreSummary:

@@ -115,7 +115,8 @@ def _score(args: argparse.Namespace) -> int:
                                     id_column=(config.id_column if args.id_column is None
                                                else args.id_column),
                                     chunk_rows=args.chunk_rows, rejects=args.rejects,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress,
+                                    delimiter=config.csv_delimiter, decimal=config.csv_decimal)
     except (scoring.ScoringError, ServingError, ModelLoadError, ValueError) as err:
         return _fail(str(err))
     print(f"scored with {scorer.description}")

@@ -16,7 +16,7 @@ import re
 from typing import Any, Dict, List
 
 import apache_beam as beam
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2  # pylint: disable=no-name-in-module
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.example_gen.csv_example_gen import executor as tfx_csv
 from tfx.dsl.components.base import executor_spec
@@ -32,7 +32,7 @@ _DECIMAL_COMMA = re.compile(rb"^\s*[+-]?\d*,\d+\s*$")
 
 def dialect_config(delimiter: str, decimal: str) -> example_gen_pb2.CustomConfig:
     """The executor's settings, as FileBasedExampleGen's ``custom_config``."""
-    settings = struct_pb2.Struct()
+    settings = struct_pb2.Struct()  # pylint: disable=no-member
     settings.update({"delimiter": delimiter, "decimal": decimal})
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(settings)
@@ -45,7 +45,7 @@ def _dialect(exec_properties: Dict[str, Any]) -> Dict[str, str]:
     if raw:
         config = example_gen_pb2.CustomConfig()
         proto_utils.json_to_proto(raw, config)
-        settings = struct_pb2.Struct()
+        settings = struct_pb2.Struct()  # pylint: disable=no-member
         if config.custom_config.Unpack(settings):
             dialect.update(json.loads(json.dumps(dict(settings))))
     return dialect
@@ -73,6 +73,7 @@ class _CsvToExample(beam.PTransform):
         self._dialect = _dialect(exec_properties)
 
     def expand(self, pcoll):  # pylint: disable=arguments-renamed
+        """Files -> parsed records (dialect applied) -> typed tf.Examples."""
         files = fileio.glob(self._pattern)
         if not files:
             raise RuntimeError(f"split pattern {self._pattern} matches no file")

@@ -89,7 +89,7 @@ def config_env(config: Config) -> Dict[str, str]:
 
 
 @dataclasses.dataclass
-class LocalAirflow:  # pylint: disable=too-many-instance-attributes
+class LocalAirflow:  # pylint: disable=too-many-instance-attributes,too-many-public-methods
     """A local Airflow rooted at ``home`` in one profile."""
 
     home: Path
@@ -191,7 +191,8 @@ result_backend = db+{self.services.database_uri('airflow')}
 celery_config_options = {CELERY_CONFIG}
 worker_concurrency = {self.parallelism}
 """
-        text = f"""# Written by cartola.orchestration.airflow_local at every start (profile {self.profile}).
+        text = f"""# Written by cartola.orchestration.airflow_local at every start \
+(profile {self.profile}).
 # Edit the project config instead; secrets live in {self.home / 'secrets'}.
 [core]
 dags_folder = {self.dags_dir}
