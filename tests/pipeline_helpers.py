@@ -43,16 +43,16 @@ def examples_frame(split_dir: Path) -> pd.DataFrame:
 
 
 def executions_by_state(config):
-    """{component class name: [state names]} of every execution in ML Metadata, in order."""
+    """{node id: [state names]} of every execution in ML Metadata, in order."""
     # pylint: disable=import-outside-toplevel
     from ml_metadata.proto import metadata_store_pb2
 
     from cartola.metadata import open_metadata_store
     store = open_metadata_store(config)
-    types = {t.id: t.name for t in store.get_execution_types()}
     result = {}
     for execution in store.get_executions():
-        name = types[execution.type_id].rsplit(".", 1)[-1]
-        result.setdefault(name, []).append(
+        node = next(c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(
+            execution.id) if c.type == "node")
+        result.setdefault(node, []).append(
             metadata_store_pb2.Execution.State.Name(execution.last_known_state))
     return result

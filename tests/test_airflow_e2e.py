@@ -90,7 +90,7 @@ def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
     assert node_states(config, run_1) == {node: ["COMPLETE"] for node in topology.NODES}
     assert set(task_states(local, run_1).values()) == {"success"}
     store = open_store(config)
-    (example_gen,) = [e for e in store.get_executions() if e.type.endswith("CsvExampleGen")]
+    (example_gen,) = [e for e in store.get_executions() if e.type.endswith("ExampleGen")]
     assert example_gen.custom_properties["input_base"].string_value == str(other_data)
 
     second = dags_test(local, {"data_root": str(other_data)})
