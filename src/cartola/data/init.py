@@ -23,7 +23,7 @@ from cartola.errors import InputDataError
 # A string column with more distinct values than this share of rows is free text or a key.
 MAX_CATEGORICAL_SHARE = 0.5
 MAX_CATEGORICAL_VALUES = 1000
-ID_NAME = re.compile(r"^(id|.*_id|id_.*|.*Id|.*ID)$")
+ID_NAME = re.compile(r"^(id|ID|Id|.*_id|.*_ID|id_.*|[a-z]+Id)$")
 
 
 def sniff_dialect(path: Path) -> Tuple[str, str]:
