@@ -11,6 +11,7 @@ import pytest
 from conftest import make_config
 from pipeline_helpers import first_output
 from cartola import report, tools_cli
+from cartola.registry.runs import RegistryError, list_runs, node_timings
 
 
 def test_ks_statistic_is_the_largest_cdf_gap():
@@ -21,7 +22,7 @@ def test_ks_statistic_is_the_largest_cdf_gap():
 
 
 def test_no_metadata_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    with pytest.raises(report.ReportError, match="run the pipeline first"):
+    with pytest.raises(RegistryError, match="run the pipeline first"):
         report.build_report(make_config(tmp_path))
     monkeypatch.delenv("CARTOLA_CONFIG", raising=False)
     monkeypatch.setenv("CARTOLA_HOME", str(tmp_path))
@@ -33,7 +34,7 @@ def test_no_metadata_is_a_clear_error(tmp_path, capsys, monkeypatch):
 def first_run(pushed_project, tmp_path_factory):
     """Report of the session's first run (other tests may add runs later)."""
     config, _ = pushed_project
-    run_id = report.list_runs(config)[0]
+    run_id = list_runs(config)[0]
     assets = tmp_path_factory.mktemp("assets")
     path = report.build_report(config, run_id, assets_dir=assets)
     summary = json.loads((path.parent / "report.json").read_text())
@@ -102,7 +103,7 @@ def test_latest_run_is_the_default_and_cli_prints_the_path(pushed_project, capsy
     monkeypatch.setenv("CARTOLA_SCHEMA_PATH", str(config.path(config.schema_path)))
     assert tools_cli.main(["report", "--assets-dir", ""]) == 0
     printed = capsys.readouterr().out
-    latest = report.list_runs(config)[-1]
+    latest = list_runs(config)[-1]
     assert f"run report: {config.project_home / 'reports' / report._safe(latest)}" in printed  # pylint: disable=protected-access
 
 
@@ -112,5 +113,5 @@ def test_report_times_each_component(first_run):
     nodes = {name: (state, seconds) for name, state, seconds in summary["nodes"]}
     assert nodes["Trainer"][0] == "COMPLETE" and nodes["Trainer"][1] > 0
     assert all(seconds >= 0 for _, seconds in nodes.values())
-    line = report.node_timings(config, summary["run_id"])
+    line = node_timings(config, summary["run_id"])
     assert f"Trainer {nodes['Trainer'][1]:.1f} s" in line

@@ -9,13 +9,13 @@ from typing import List, Optional
 from cartola import tools_cli
 from cartola.config import ConfigError, load_config
 from cartola.errors import DataValidationError, InputDataError
+from cartola.registry.runs import RegistryError, node_timings
 
 
 def _print_report(config) -> None:
-    from cartola import report as reports  # pylint: disable=import-outside-toplevel
     try:
-        print(f"components: {reports.node_timings(config)}")
-    except reports.ReportError as err:
+        print(f"components: {node_timings(config)}")
+    except RegistryError as err:
         print(f"cartola: warning: no component timings: {err}", file=sys.stderr)
     report = tools_cli.report_after_run(config)
     if report is not None:

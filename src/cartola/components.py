@@ -16,6 +16,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.utils import io_utils, proto_utils
 
 from cartola.errors import DataValidationError
+from cartola.registry.served import after_push
 from cartola.versions import model_versions
 
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -101,12 +102,14 @@ def publish_model(model_path: Path, base: Path) -> tuple:
     The copy goes to a hidden temporary folder (TF Serving ignores non-numeric names) in the
     same file system, then one ``rename`` makes it visible. If another writer took the
     version first, the rename fails and the next number is tried. A model whose fingerprint
-    equals the latest version's is not pushed again.
+    equals an existing version's is not pushed again (a rolled-back model does not come back
+    under a new number). The new version becomes the served one.
     """
     base.mkdir(parents=True, exist_ok=True)
     versions = model_versions(base)
-    if versions and _same_model(model_path, base / str(versions[-1])):
-        return versions[-1], False
+    for existing in reversed(versions):
+        if _same_model(model_path, base / str(existing)):
+            return existing, False
     staging = base / f".staging-{uuid.uuid4().hex}"
     shutil.copytree(model_path, staging)
     try:
@@ -114,6 +117,7 @@ def publish_model(model_path: Path, base: Path) -> tuple:
         while True:
             try:
                 os.rename(staging, base / str(version))
+                after_push(base, version)
                 return version, True
             except OSError:
                 if not (base / str(version)).exists():

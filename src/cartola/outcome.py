@@ -40,16 +40,20 @@ def failed_thresholds(evaluation_uri: str) -> List[str]:
 def why_not_pushed(config: Config, run_id: Optional[str] = None) -> str:
     """One line saying why the run (default: the latest) pushed nothing."""
     # pylint: disable=import-outside-toplevel
-    from cartola import report
+    from cartola.registry.runs import custom_property, load_run
     from cartola.components import IDENTICAL_TO
-    run = report.load_run(config, run_id)
+    run = load_run(config, run_id)
     pushed = run.outputs.get(("Pusher", "pushed_model"))
-    identical = report.custom_property(pushed, IDENTICAL_TO)
+    from cartola.registry.served import served_version
+    identical = custom_property(pushed, IDENTICAL_TO)
     if identical is not None:
-        return f"the blessed model is identical to the served version {identical}"
+        if identical == served_version(config.model_serving_dir):
+            return f"the blessed model is identical to the served version {identical}"
+        return (f"the blessed model is identical to version {identical}, which is not served "
+                "(rolled back); it is not pushed again")
     evaluation = run.output_uri("Evaluator", "evaluation")
     if evaluation is None:
         return "the Evaluator did not run"
-    if report.custom_property(run.outputs.get(("Evaluator", "blessing")), "blessed") == 1:
+    if custom_property(run.outputs.get(("Evaluator", "blessing")), "blessed") == 1:
         return "blessed, but the Pusher did not push (see its log)"
     return "not blessed: " + "; ".join(failed_thresholds(evaluation))

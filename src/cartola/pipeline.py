@@ -1,8 +1,8 @@
 """The TFX pipeline, built from the project config. Runners (local, Airflow) live elsewhere.
 
 CsvExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleValidator ->
-DataValidationGate -> Transform -> Trainer -> Evaluator (baseline from the latest blessed
-model) -> Pusher (atomic integer versions).
+DataValidationGate -> Transform -> Trainer -> Evaluator (baseline: the model served now) ->
+Pusher (atomic integer versions).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from cartola.data.csv_example_gen import csv_example_gen
 from cartola.metadata import metadata_connection_config
 from cartola.metrics import KolmogorovSmirnov
 from cartola.models import features
+from cartola.registry.baseline import ServedModelStrategy
 
 PREPROCESSING_FN = "tfx_utils.preprocessing_fn"
 RUN_FN = "tfx_utils.run_fn"
@@ -122,10 +123,11 @@ def create_pipeline(config: Config, data_root: Optional[str] = None) -> tfx.dsl.
         eval_args=tfx.proto.EvalArgs(num_steps=0),
         custom_config=spec)
     model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        strategy_class=ServedModelStrategy,
+        config={"serving_dir": str(config.model_serving_dir)},
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+        pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
+    ).with_id("served_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

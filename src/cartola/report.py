@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from cartola.config import Config
+from cartola.registry.runs import RegistryError, RunInfo, custom_property, load_run
 from cartola.serving.server import ModelLoadError
 
 REPORTS_DIR = "reports"
@@ -34,117 +35,6 @@ ASSETS_PREFIX = "report_"
 _METRIC_ORDER = ("example_count", "auc", "ks", "precision", "recall", "binary_accuracy",
                  "calibration", "mean_label", "mean_prediction", "loss")
 _CLASS_TO_METRIC = {"AUC": "auc", "KolmogorovSmirnov": "ks", "ExampleCount": "example_count"}
-
-
-class ReportError(RuntimeError):
-    """No run to report on, or its metadata cannot be read."""
-
-
-# --------------------------------------------------------------------------------------------
-# ML Metadata: the run and its artifacts.
-
-class RunInfo:
-    """A pipeline run's executions and their input/output artifacts, by node."""
-
-    def __init__(self, run_id: str, created_ms: int):
-        self.run_id = run_id
-        self.created_ms = created_ms
-        # (node id, state, seconds from the execution's creation to its last update)
-        self.nodes: List[Tuple[str, str, float]] = []
-        self.outputs: Dict[Tuple[str, str], Any] = {}  # (node, key) -> mlmd Artifact
-        self.inputs: Dict[Tuple[str, str], Any] = {}
-
-    def output_uri(self, node: str, key: str) -> Optional[str]:
-        """URI of a node's output artifact in this run, if it has one."""
-        artifact = self.outputs.get((node, key))
-        return artifact.uri if artifact is not None else None
-
-    def state(self, node: str) -> Optional[str]:
-        """COMPLETE, CACHED, FAILED, ... or None when the node did not run."""
-        return next((state for name, state, _ in self.nodes if name == node), None)
-
-
-def _store(config: Config):
-    sqlite_path = config.sqlite_metadata_path()
-    if sqlite_path is not None and not sqlite_path.is_file():
-        raise ReportError(f"no ML Metadata database at {sqlite_path}: run the pipeline first")
-    from cartola.metadata import open_metadata_store  # pylint: disable=import-outside-toplevel
-    return open_metadata_store(config)
-
-
-def _runs(store, pipeline_name: str) -> list:
-    """The pipeline's run contexts, oldest first: children of its pipeline context, or (no
-    parent recorded) runs whose executions belong to it."""
-    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline is None:
-        return []
-    ours = None
-    runs = []
-    for context in store.get_contexts_by_type("pipeline_run"):
-        parents = store.get_parent_contexts_by_context(context.id)
-        if parents:
-            if any(p.id == pipeline.id for p in parents):
-                runs.append(context)
-            continue
-        if ours is None:
-            ours = {e.id for e in store.get_executions_by_context(pipeline.id)}
-        if any(e.id in ours for e in store.get_executions_by_context(context.id)):
-            runs.append(context)
-    return sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-
-
-def node_timings(config: Config, run_id: Optional[str] = None) -> str:
-    """One line: each node of the run (default: the latest) with its state and seconds."""
-    return ", ".join(f"{name} {seconds:.1f} s" + ("" if state == "COMPLETE" else f" ({state})")
-                     for name, state, seconds in load_run(config, run_id).nodes)
-
-
-def list_runs(config: Config) -> List[str]:
-    """Run ids of the pipeline, oldest first."""
-    return [run.name for run in _runs(_store(config), config.pipeline_name)]
-
-
-def load_run(config: Config, run_id: Optional[str] = None) -> RunInfo:
-    """The run ``run_id`` (default: the latest) with its artifacts."""
-    # pylint: disable=import-outside-toplevel
-    from ml_metadata.proto import metadata_store_pb2
-    store = _store(config)
-    runs = _runs(store, config.pipeline_name)
-    if not runs:
-        raise ReportError(f"no run of pipeline {config.pipeline_name!r} in ML Metadata")
-    if run_id is None:
-        run = runs[-1]
-    else:
-        run = next((r for r in runs if r.name == run_id), None)
-        if run is None:
-            raise ReportError(f"no run {run_id!r}; known runs: {[r.name for r in runs][-10:]}")
-    info = RunInfo(run.name, run.create_time_since_epoch)
-    executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
-    for execution in executions:
-        node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(
-            execution.id) if c.type == "node"), str(execution.type))
-        info.nodes.append((node, metadata_store_pb2.Execution.State.Name(
-            execution.last_known_state), (execution.last_update_time_since_epoch
-                                          - execution.create_time_since_epoch) / 1000))
-        events = store.get_events_by_execution_ids([execution.id])
-        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-        for event in events:
-            key = (node, event.path.steps[0].key if event.path.steps else "")
-            if event.type in (metadata_store_pb2.Event.OUTPUT,
-                              metadata_store_pb2.Event.INTERNAL_OUTPUT):
-                info.outputs[key] = artifacts[event.artifact_id]
-            elif event.type == metadata_store_pb2.Event.INPUT:
-                info.inputs[key] = artifacts[event.artifact_id]
-    return info
-
-
-def custom_property(artifact, name: str) -> Any:
-    """An int, float or string custom property of an ML Metadata artifact (None if unset)."""
-    if artifact is None or name not in artifact.custom_properties:
-        return None
-    value = artifact.custom_properties[name]
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind in ("int_value", "double_value", "string_value") else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,7 +210,7 @@ def read_examples(uri: str, split: str, label: str) -> Tuple[List[bytes], np.nda
     tf = _import_tf()
     files = sorted(str(p) for p in (Path(uri) / f"Split-{split}").glob("*"))
     if not files:
-        raise ReportError(f"no {split} examples under {uri}")
+        raise RegistryError(f"no {split} examples under {uri}")
     serialized, labels = [], []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
         feature = tf.train.Example.FromString(record).features.feature.get(label)
@@ -658,13 +548,13 @@ def _curves_section(config: Config, run: RunInfo, evaluation: dict, summary: dic
     try:
         serialized, labels = read_examples(examples_uri, "eval", config.label)
         if len(np.unique(labels)) < 2:
-            raise ReportError("the eval split holds one class only")
+            raise RegistryError("the eval split holds one class only")
         scores = score_examples(evaluation["candidate_location"], serialized)
         curves = {"this run": (scores, labels)}
         baseline = evaluation.get("baseline_location")
         if baseline and Path(baseline) != Path(evaluation["candidate_location"]):
             curves["baseline"] = (score_examples(baseline, serialized), labels)
-    except (ReportError, ModelLoadError, OSError) as err:
+    except (RegistryError, ModelLoadError, OSError) as err:
         return ("<h2>Scores on the eval split</h2>"
                 f'<p class="bad">Not drawn: {html.escape(str(err))}</p>')
     ks, threshold = ks_statistic(scores, labels)

@@ -91,14 +91,18 @@ class LocalScorer:
 
     @classmethod
     def from_serving_dir(cls, model_dir: Path, version: Optional[int] = None) -> "LocalScorer":
-        """The given version under ``model_dir``, or its highest."""
+        """The given version under ``model_dir``, or the served one."""
         # pylint: disable=import-outside-toplevel
+        from cartola.registry.served import ServedVersionError, served_version
         from cartola.serving.server import ServedModel
         from cartola.versions import model_versions
         versions = model_versions(Path(model_dir))
         if not versions:
             raise ScoringError(f"no model version under {model_dir}; run the pipeline first")
-        chosen = versions[-1] if version is None else version
+        try:
+            chosen = served_version(Path(model_dir)) if version is None else version
+        except ServedVersionError as err:
+            raise ScoringError(str(err)) from err
         if chosen not in versions:
             raise ScoringError(f"version {chosen} not under {model_dir} (found {versions})")
         return cls(ServedModel.load(Path(model_dir) / str(chosen), chosen))

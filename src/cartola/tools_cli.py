@@ -126,14 +126,16 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from cartola import report  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from cartola import report
+    from cartola.registry.runs import RegistryError, list_runs
     config = load_config(args.config)
     try:
         if args.list:
-            print("\n".join(report.list_runs(config)))
+            print("\n".join(list_runs(config)))
             return 0
         path = report.build_report(config, args.run_id, args.assets_dir)
-    except report.ReportError as err:
+    except RegistryError as err:
         return _fail(str(err))
     print(f"run report: {path}")
     return 0

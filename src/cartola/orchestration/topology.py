@@ -12,13 +12,13 @@ from typing import Dict, List, Tuple
 NODES: Dict[str, Tuple[str, ...]] = {
     "CsvExampleGen": (),
     "ImportSchemaGen": (),
-    "latest_blessed_model_resolver": (),
+    "served_model_resolver": (),
     "StatisticsGen": ("CsvExampleGen",),
     "ExampleValidator": ("ImportSchemaGen", "StatisticsGen"),
     "DataValidationGate": ("ExampleValidator", "StatisticsGen"),
     "Transform": ("CsvExampleGen", "DataValidationGate", "ImportSchemaGen"),
     "Trainer": ("ImportSchemaGen", "Transform"),
-    "Evaluator": ("CsvExampleGen", "Trainer", "latest_blessed_model_resolver"),
+    "Evaluator": ("CsvExampleGen", "Trainer", "served_model_resolver"),
     "Pusher": ("Evaluator", "Trainer"),
 }
 

@@ -14,7 +14,8 @@ serialized ``tf.Example`` protos. Either way the server builds serialized exampl
 the model's ``serving_default`` signature, the one TFMA evaluated. Requests are validated
 against the raw features that signature parses (name, int/float/string, required or not).
 
-The highest version is served. A watcher thread polls the folder; a new highest version is
+The highest version is served, unless ``served.json`` pins one (``cartola rollback``, see
+:mod:`cartola.registry.served`). A watcher thread polls the folder; a new served version is
 loaded and warmed up completely before one reference assignment swaps it in, so requests
 already running finish on the model they started with. Only the modules' light parts load at
 import time; TensorFlow is imported when the first model is loaded.
@@ -40,6 +41,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from cartola.registry.served import ServedVersionError, pinned_version
 from cartola.versions import model_versions
 
 LOG = logging.getLogger("cartola.serving")
@@ -399,16 +401,26 @@ class ModelRegistry:  # pylint: disable=too-many-instance-attributes
         return self._current
 
     def refresh(self) -> bool:
-        """Serve the highest loadable version; True if the served version changed.
+        """Serve the served version (the pinned one, else the highest loadable); True if the
+        served version changed.
 
         A version that fails to load is logged, reported in the status and not retried; the
-        previous one keeps serving. A removed highest version (a rollback) makes the next
-        highest one served.
+        previous one keeps serving. With no pin, the next highest version is tried; a pinned
+        version (a rollback) that cannot load, or an unreadable pin file, keeps the current
+        model serving.
         """
         with self._refresh_lock:
             current = self._current
             while True:
+                try:
+                    pinned = pinned_version(self.base_dir)
+                except ServedVersionError as err:
+                    LOG.error("%s; still serving %s", err,
+                              f"version {current.version}" if current else "nothing")
+                    return False
                 candidates = [v for v in model_versions(self.base_dir) if v not in self._failed]
+                if pinned is not None:
+                    candidates = [pinned] if pinned in candidates else []
                 if not candidates or (current is not None and current.version == candidates[-1]):
                     return False
                 target = candidates[-1]

@@ -1,0 +1,1 @@
+"""Model registry: the served version, rollback, lineage and run history from ML Metadata."""
