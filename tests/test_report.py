@@ -11,6 +11,7 @@ import pytest
 from conftest import make_config
 from pipeline_helpers import first_output
 from cartola import report, tools_cli
+from cartola.registry.history import report_path
 from cartola.registry.runs import RegistryError, list_runs, node_timings
 
 
@@ -52,8 +53,8 @@ def _tfma_overall(config):
 @pytest.mark.e2e
 def test_report_holds_the_runs_real_metrics_and_decisions(first_run):
     config, path, summary, _ = first_run
-    assert path == config.project_home / "reports" / report._safe(  # pylint: disable=protected-access
-        summary["run_id"]) / "report.html"
+    assert path == report_path(config, summary["run_id"])
+    assert path.parent.parent == config.project_home / "reports"
     page = path.read_text(encoding="utf-8")
     tfma_metrics = _tfma_overall(config)
     for name in ("auc", "ks", "precision", "recall", "mean_label"):
@@ -104,7 +105,7 @@ def test_latest_run_is_the_default_and_cli_prints_the_path(pushed_project, capsy
     assert tools_cli.main(["report", "--assets-dir", ""]) == 0
     printed = capsys.readouterr().out
     latest = list_runs(config)[-1]
-    assert f"run report: {config.project_home / 'reports' / report._safe(latest)}" in printed  # pylint: disable=protected-access
+    assert f"run report: {report_path(config, latest)}" in printed
 
 
 @pytest.mark.e2e

@@ -412,3 +412,17 @@ def test_newly_pushed_version_is_served_without_failing_requests(real_serving, t
     with pytest.raises(ServingError) as err:
         ServingClient(server.url, config.model_name, version=1).predict(rows)
     assert err.value.status == 404
+
+
+def test_pinned_version_is_served_and_a_bad_pin_keeps_the_current_model(tmp_path):
+    registry = fake_registry(tmp_path, versions=(1, 2, 3))
+    assert registry.current.version == 3
+    pin = registry.base_dir / "served.json"
+    pin.write_text(json.dumps({"version": 1}))
+    assert registry.refresh() and registry.current.version == 1
+    pin.write_text("{broken")
+    assert not registry.refresh() and registry.current.version == 1
+    pin.write_text(json.dumps({"version": 9}))  # no such version: keep serving 1
+    assert not registry.refresh() and registry.current.version == 1
+    pin.unlink()
+    assert registry.refresh() and registry.current.version == 3

@@ -9,6 +9,7 @@ from typing import List, Optional
 from cartola import tools_cli
 from cartola.config import ConfigError, load_config
 from cartola.errors import DataValidationError, InputDataError
+from cartola.registry import commands as registry_commands
 from cartola.registry.runs import RegistryError, node_timings
 
 
@@ -20,6 +21,9 @@ def _print_report(config) -> None:
     report = tools_cli.report_after_run(config)
     if report is not None:
         print(f"run report: {report}")
+    page = tools_cli.history_page_after_run(config)
+    if page is not None:
+        print(f"run history: {page}")
 
 
 def _why_not_pushed(config) -> str:
@@ -92,6 +96,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     init.add_argument("--force", action="store_true", help="replace an existing config/schema")
     init.set_defaults(func=_init)
     tools_cli.register(commands)
+    registry_commands.register(commands)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -27,10 +27,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from cartola.config import Config
+from cartola.registry.history import report_path
 from cartola.registry.runs import RegistryError, RunInfo, custom_property, load_run
 from cartola.serving.server import ModelLoadError
 
-REPORTS_DIR = "reports"
 ASSETS_PREFIX = "report_"
 _METRIC_ORDER = ("example_count", "auc", "ks", "precision", "recall", "binary_accuracy",
                  "calibration", "mean_label", "mean_prediction", "loss")
@@ -427,10 +427,6 @@ def _render(config: Config, summary: dict, sections: List[str]) -> str:
 # --------------------------------------------------------------------------------------------
 # The report.
 
-def _safe(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run"
-
-
 def _overview(config: Config, run: RunInfo, summary: dict) -> str:
     created = datetime.datetime.fromtimestamp(run.created_ms / 1000).isoformat(
         sep=" ", timespec="seconds")
@@ -591,7 +587,7 @@ def build_report(config: Config, run_id: Optional[str] = None,
     curves = _curves_section(config, run, evaluation, summary, pngs) if evaluation else ""
     page = _render(config, summary, [_overview(config, run, summary), data, model, curves])
 
-    out_dir = config.project_home / REPORTS_DIR / _safe(run.run_id)
+    out_dir = report_path(config, run.run_id).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, png in pngs.items():
         (out_dir / f"{ASSETS_PREFIX}{name}.png").write_bytes(png)

@@ -152,6 +152,17 @@ def report_after_run(config) -> Optional[Path]:
         return None
 
 
+def history_page_after_run(config) -> Optional[Path]:
+    """The refreshed run-history page; a page that cannot be made is a warning."""
+    try:
+        from cartola.history_page import write_history_page  # pylint: disable=import-outside-toplevel
+        return write_history_page(config)
+    except Exception as err:  # pylint: disable=broad-except
+        print(f"cartola: warning: no run-history page: {type(err).__name__}: {err}",
+              file=sys.stderr)
+        return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m cartola.tools_cli serve|score|report ...``."""
     parser = argparse.ArgumentParser(prog="python -m cartola.tools_cli",

@@ -223,6 +223,8 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
         return None
     result = push_result(config, run_id)
     log.info("push result: %s", result)
+    from cartola.tools_cli import history_page_after_run
+    log.info("run history: %s", history_page_after_run(config))
     return result
 
 

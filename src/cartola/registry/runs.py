@@ -20,6 +20,8 @@ class RunInfo:
     def __init__(self, run_id: str, created_ms: int):
         self.run_id = run_id
         self.created_ms = created_ms
+        self.finished_ms = created_ms  # the last update of any of its executions
+        self.executions: Dict[str, Any] = {}  # node id -> mlmd Execution
         # (node id, state, seconds from the execution's creation to its last update)
         self.nodes: List[Tuple[str, str, float]] = []
         self.outputs: Dict[Tuple[str, str], Any] = {}  # (node, key) -> mlmd Artifact
@@ -76,11 +78,11 @@ def list_runs(config: Config) -> List[str]:
     return [run.name for run in pipeline_runs(open_store(config), config.pipeline_name)]
 
 
-def load_run(config: Config, run_id: Optional[str] = None) -> RunInfo:
+def load_run(config: Config, run_id: Optional[str] = None, store=None) -> RunInfo:
     """The run ``run_id`` (default: the latest) with its artifacts."""
     # pylint: disable=import-outside-toplevel
     from ml_metadata.proto import metadata_store_pb2
-    store = open_store(config)
+    store = store or open_store(config)
     runs = pipeline_runs(store, config.pipeline_name)
     if not runs:
         raise RegistryError(f"no run of pipeline {config.pipeline_name!r} in ML Metadata")
@@ -95,6 +97,8 @@ def load_run(config: Config, run_id: Optional[str] = None) -> RunInfo:
     for execution in executions:
         node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(
             execution.id) if c.type == "node"), str(execution.type))
+        info.executions[node] = execution
+        info.finished_ms = max(info.finished_ms, execution.last_update_time_since_epoch)
         info.nodes.append((node, metadata_store_pb2.Execution.State.Name(
             execution.last_known_state), (execution.last_update_time_since_epoch
                                           - execution.create_time_since_epoch) / 1000))
@@ -108,6 +112,17 @@ def load_run(config: Config, run_id: Optional[str] = None) -> RunInfo:
             elif event.type == metadata_store_pb2.Event.INPUT:
                 info.inputs[key] = artifacts[event.artifact_id]
     return info
+
+
+def execution_property(execution, name: str) -> Any:
+    """An execution property TFX recorded (exec properties are custom properties there)."""
+    if execution is None:
+        return None
+    for properties in (execution.properties, execution.custom_properties):
+        if name in properties:
+            value = properties[name]
+            return getattr(value, value.WhichOneof("value") or "string_value")
+    return None
 
 
 def custom_property(artifact, name: str) -> Any:
