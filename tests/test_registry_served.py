@@ -1,4 +1,5 @@
 """The served-version pin: rollback, promotion, pushes after a rollback, bad input."""
+# pylint: disable=redefined-outer-name
 import json
 
 import pytest

@@ -81,7 +81,7 @@ def _evaluation(row: RunRow, run: RunInfo) -> List[str]:
     uri = run.output_uri("Evaluator", "evaluation")
     if uri is None or not Path(uri, "eval_config.json").is_file():
         return []
-    from cartola.report import load_evaluation  # pylint: disable=import-outside-toplevel
+    from cartola.evaluation import load_evaluation  # pylint: disable=import-outside-toplevel
     evaluation = load_evaluation(uri)
     row.ks, row.auc = evaluation["overall"].get("ks"), evaluation["overall"].get("auc")
     base = evaluation["baseline_overall"]

@@ -34,7 +34,6 @@ class Step:
     uri: str
     node: str = ""
     run_id: str = ""
-    artifact_id: int = 0
     notes: List[str] = dataclasses.field(default_factory=list)
 
     def line(self) -> str:
@@ -114,6 +113,21 @@ def _input_notes(execution, examples) -> List[str]:
     return notes
 
 
+def _checks_on(graph: _Graph, examples) -> List[tuple]:
+    """(depth, key, artifact) of the statistics computed on ``examples`` and the anomalies
+    found in those statistics."""
+    found = []
+    for key, consumer in graph.consumers(examples.id):
+        if key != "examples" or graph.node_and_run(consumer)[0] not in _CHECKS:
+            continue
+        for out_key, statistics in graph.events(consumer.id, _OUTPUTS):
+            found.append((1, out_key, statistics))
+            for _, reader in graph.consumers(statistics.id):
+                if graph.node_and_run(reader)[0] in _CHECKS:
+                    found += [(2, k, a) for k, a in graph.events(reader.id, _OUTPUTS)]
+    return found
+
+
 def find_pushed(store, serving_dir: Path, version: int):
     """The PushedModel artifact that published ``serving_dir/version``."""
     destination = str(Path(serving_dir) / str(version))
@@ -138,7 +152,7 @@ def backward(config: Config, version: int) -> List[Step]:
     def visit(key: str, artifact, depth: int, follow: bool = True) -> None:
         producer = graph.producer(artifact.id)
         node, run = graph.node_and_run(producer) if producer is not None else ("", "")
-        step = Step(depth, key, graph.type_name(artifact), artifact.uri, node, run, artifact.id)
+        step = Step(depth, key, graph.type_name(artifact), artifact.uri, node, run)
         steps.append(step)
         if artifact.id in seen:
             step.notes = ["(its lineage is above)"]
@@ -148,14 +162,8 @@ def backward(config: Config, version: int) -> List[Step]:
         seen.add(artifact.id)
         if node.endswith("ExampleGen"):
             step.notes = _input_notes(producer, artifact)
-            for check_key, consumer in graph.consumers(artifact.id):
-                if graph.node_and_run(consumer)[0] in _CHECKS and check_key == "examples":
-                    for out_key, out in graph.events(consumer.id, _OUTPUTS):
-                        visit(out_key, out, depth + 1, follow=False)
-                        for _, reader in graph.consumers(out.id):
-                            if graph.node_and_run(reader)[0] in _CHECKS:
-                                for a_key, anomalies in graph.events(reader.id, _OUTPUTS):
-                                    visit(a_key, anomalies, depth + 2, follow=False)
+            for check_depth, check_key, check in _checks_on(graph, artifact):
+                visit(check_key, check, depth + check_depth, follow=False)
         for in_key, parent in graph.events(producer.id, [metadata_store_pb2.Event.INPUT]):
             # The Evaluator's baseline has a lineage of its own: named, not followed.
             visit(in_key, parent, depth + 1, follow=in_key != "baseline_model")
