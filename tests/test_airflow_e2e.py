@@ -236,6 +236,18 @@ def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow):
     listening = {c.laddr.port: c.laddr.ip for c in psutil.net_connections("inet")
                  if c.status == psutil.CONN_LISTEN and c.laddr.port in ours}
     assert listening and set(listening.values()) == {"127.0.0.1"}, listening
+    # Run history and lineage read the same PostgreSQL store; the Pusher's task refreshed
+    # the run-history page.
+    from cartola.registry.history import history
+    from cartola.registry.lineage import backward
+    (row,) = history(config)
+    assert (row.run_id, row.trigger, row.pushed_version, row.rows) == (run_id, "manual", 1,
+                                                                       20_000)
+    assert row.ks >= config.min_ks and row.champion_ks is None
+    notes = [note for step in backward(config, 1) for note in step.notes]
+    assert f"input file: {config.data_dir / 'cartola_sample.csv'}" in notes, notes
+    page = (config.project_home / "reports" / "index.html").read_text(encoding="utf-8")
+    assert f"manual ({run_id})" in page and "pushed version 1" in page
 
 
 @pytest.mark.timeout(1800)

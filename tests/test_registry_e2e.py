@@ -134,15 +134,20 @@ def test_rollback_is_followed_by_the_server_and_becomes_the_next_baseline(three_
     assert code == 0 and newest[0] == "2" and oldest[:2] == ["*", "1"], out
     assert 0.4 < float(newest[1]) < 1 and 0.4 < float(oldest[2]) < 1  # KS of each version
 
-    # The next run on run 3's data: the same challenger (cached Trainer), now compared with
-    # version 1's model, and not pushed again under a new number.
+    # The next run on run 3's data: the same challenger (cached Trainer), compared with
+    # version 1's model (TFX's LatestBlessedModelStrategy would take version 2's, the newest
+    # blessed one), and not pushed again under a new number.
     result = run_local(config, other)
     assert result["pushed_version"] is None
     run = load_run(config)
     baseline = run.inputs[("Evaluator", "baseline_model")]
     assert baseline.uri == str(first_output(config, "Trainer", "model"))  # run 1's model
+    assert baseline.uri != run.inputs[("Evaluator", "model")].uri
     from cartola.outcome import why_not_pushed
-    assert "identical to version 2, which is not served" in why_not_pushed(config)
+    assert "version 2, which is not served (rolled back)" in why_not_pushed(config)
+    from cartola.registry.history import history
+    last = history(config, last=1)[0]
+    assert (last.pushed_version, last.outcome) == (None, "nothing pushed: cached, version 2")
     assert json.loads((base / "served.json").read_text())["version"] == 1
 
 

@@ -40,17 +40,22 @@ def failed_thresholds(evaluation_uri: str) -> List[str]:
 def why_not_pushed(config: Config, run_id: Optional[str] = None) -> str:
     """One line saying why the run (default: the latest) pushed nothing."""
     # pylint: disable=import-outside-toplevel
-    from cartola.registry.runs import custom_property, load_run
     from cartola.components import IDENTICAL_TO
+    from cartola.registry.runs import custom_property, load_run
+    from cartola.registry.served import served_version
     run = load_run(config, run_id)
     pushed = run.outputs.get(("Pusher", "pushed_model"))
-    from cartola.registry.served import served_version
+    served = served_version(config.model_serving_dir)
+    not_served = ", which is not served (rolled back); it is not pushed again"
     identical = custom_property(pushed, IDENTICAL_TO)
+    if run.state("Pusher") == "CACHED" and custom_property(pushed, "pushed") == 1:
+        version = int(custom_property(pushed, "pushed_version"))
+        return ("the Pusher's inputs equal an earlier run's (cached): its model is version "
+                f"{version}" + ("" if version == served else not_served))
     if identical is not None:
-        if identical == served_version(config.model_serving_dir):
+        if identical == served:
             return f"the blessed model is identical to the served version {identical}"
-        return (f"the blessed model is identical to version {identical}, which is not served "
-                "(rolled back); it is not pushed again")
+        return f"the blessed model is identical to version {identical}{not_served}"
     evaluation = run.output_uri("Evaluator", "evaluation")
     if evaluation is None:
         return "the Evaluator did not run"

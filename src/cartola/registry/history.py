@@ -110,6 +110,8 @@ def run_row(config: Config, run: RunInfo) -> RunRow:
     """The history row of one loaded run."""
     row = RunRow(run.run_id, datetime.datetime.fromtimestamp(run.created_ms / 1000),
                  (run.finished_ms - run.created_ms) / 1000, trigger_of(run.run_id))
+    report = report_path(config, run.run_id)
+    row.report = report if report.is_file() else None
     examples = run.outputs.get(("CsvExampleGen", "examples"))
     if examples is not None:
         span = examples.properties["span"].int_value if "span" in examples.properties else None
@@ -123,10 +125,12 @@ def run_row(config: Config, run: RunInfo) -> RunRow:
     row.blessed = None if blessed is None else blessed == 1
     pusher = run.outputs.get(("Pusher", "pushed_model"))
     if custom_property(pusher, "pushed") == 1:
-        row.pushed_version = int(custom_property(pusher, "pushed_version"))
+        version = int(custom_property(pusher, "pushed_version"))
+        if run.state("Pusher") == "CACHED":  # an earlier run's push, published again
+            row.outcome = f"nothing pushed: cached, version {version}"
+            return row
+        row.pushed_version = version
     row.outcome = _outcome(row, run, failures)
-    report = report_path(config, run.run_id)
-    row.report = report if report.is_file() else None
     return row
 
 
@@ -147,7 +151,8 @@ def table_rows(rows: List[RunRow]) -> List[List[str]]:
     """The table's cells, as text, for the terminal and the page."""
     return [[r.started.isoformat(sep=" ", timespec="seconds"), f"{r.seconds:.0f} s",
              r.trigger + (f" ({r.run_id})" if r.trigger != "cartola run" else ""),
-             (f"span {r.span}, " if r.span else "") + (f"{r.rows:,} rows" if r.rows else "-"),
+             ", ".join(filter(None, [f"span {r.span}" if r.span else "",
+                                     f"{r.rows:,} rows" if r.rows else "", r.data])) or "-",
              r.anomalies or "-", _num(r.ks), _num(r.auc), _num(r.champion_ks),
              _num(r.champion_auc), {True: "yes", False: "no", None: "-"}[r.blessed],
              r.outcome, str(r.report) if r.report else "-"]
