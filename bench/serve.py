@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # pylint: disable=wrong-import-position
 from cartola.config import load_config
 from cartola.serving.client import ServingClient
-from cartola.serving.server import ServedModel, build_examples, columns_from_instances
+from cartola.serving.model import ServedModel, build_examples, columns_from_instances
 from cartola.versions import model_versions
 
 

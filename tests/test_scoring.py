@@ -12,7 +12,7 @@ import pytest
 from conftest import SAMPLE_CSV
 from cartola import scoring, tools_cli
 from cartola.serving.client import ServingError
-from cartola.serving.server import RawFeature
+from cartola.serving.model import RawFeature
 
 CARTOLA_SEGMENTS = ("churn_risk", "conversion_target", "neither")
 FEATURES = {"x": RawFeature("x", "float", True), "k": RawFeature("k", "int", False),

@@ -20,8 +20,8 @@ import pytest
 
 from conftest import SAMPLE_CSV
 from cartola.serving.client import ServingClient, ServingError
-from cartola.serving.server import (ModelRegistry, ModelServer, RawFeature, check_value,
-                                    columns_from_instances)
+from cartola.serving.model import RawFeature, check_value, columns_from_instances
+from cartola.serving.server import ModelRegistry, ModelServer
 
 NAME = "cartola_pro"
 FEATURES = {"a": RawFeature("a", "float", True), "n": RawFeature("n", "int", False),
@@ -122,7 +122,7 @@ def test_instances_become_columns_and_errors_are_listed():
 
 def test_hand_encoded_examples_parse_like_protobuf_built_ones():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from cartola.serving.server import build_examples  # pylint: disable=import-outside-toplevel
+    from cartola.serving.model import build_examples  # pylint: disable=import-outside-toplevel
     features = dict(FEATURES, **{"nome_ção" * 20: RawFeature("nome_ção" * 20, "float", False)})
     columns = {"a": [1.5, -0.0, 3.3e38, 1e-40, None, 0.1],
                "n": [0, -1, 2 ** 63 - 1, -(2 ** 63), 300, None],

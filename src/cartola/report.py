@@ -29,7 +29,7 @@ from cartola.config import Config
 from cartola.evaluation import load_evaluation
 from cartola.registry.history import report_path
 from cartola.registry.runs import RegistryError, RunInfo, custom_property, load_run
-from cartola.serving.server import ModelLoadError
+from cartola.serving.model import ModelLoadError
 
 ASSETS_PREFIX = "report_"
 _METRIC_ORDER = ("example_count", "auc", "ks", "precision", "recall", "binary_accuracy",
@@ -106,7 +106,7 @@ def _feature_rows(stats) -> List[List[Any]]:
 def read_examples(uri: str, split: str, label: str) -> Tuple[List[bytes], np.ndarray]:
     """Serialized examples of one CsvExampleGen split and their labels."""
     # pylint: disable=import-outside-toplevel
-    from cartola.serving.server import _import_tf
+    from cartola.serving.model import _import_tf
     tf = _import_tf()
     files = sorted(str(p) for p in (Path(uri) / f"Split-{split}").glob("*"))
     if not files:
@@ -123,7 +123,7 @@ def read_examples(uri: str, split: str, label: str) -> Tuple[List[bytes], np.nda
 
 def score_examples(model_path: str, serialized: Sequence[bytes], batch: int = 4096) -> np.ndarray:
     """Positive-class probabilities from a SavedModel's ``serving_default``."""
-    from cartola.serving.server import ServedModel  # pylint: disable=import-outside-toplevel
+    from cartola.serving.model import ServedModel  # pylint: disable=import-outside-toplevel
     model = ServedModel.load(Path(model_path), 0)
     return np.concatenate([model.predict_serialized(serialized[i:i + batch])
                            for i in range(0, len(serialized), batch)]) if serialized else (

@@ -32,7 +32,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from cartola.serving.server import FLOAT32_MAX, RawFeature
+from cartola.serving.model import FLOAT32_MAX, RawFeature
 
 PROBABILITY_COLUMN = "probability"
 SEGMENT_COLUMN = "segment"
@@ -94,7 +94,7 @@ class LocalScorer:
         """The given version under ``model_dir``, or the served one."""
         # pylint: disable=import-outside-toplevel
         from cartola.registry.served import ServedVersionError, served_version
-        from cartola.serving.server import ServedModel
+        from cartola.serving.model import ServedModel
         from cartola.versions import model_versions
         versions = model_versions(Path(model_dir))
         if not versions:

@@ -90,7 +90,7 @@ def _score(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
     from cartola import scoring
     from cartola.serving.client import ServingClient, ServingError
-    from cartola.serving.server import ModelLoadError
+    from cartola.serving.model import ModelLoadError
     config = load_config(args.config)
     if not Path(args.input).is_file():
         return _fail(f"input file not found: {args.input}")

@@ -1,7 +1,8 @@
 """Serving the pushed model: a TF Serving-compatible REST server and its client.
 
-``cartola.serving.server`` loads the highest integer version under ``serving_model/<name>/``
-and answers TF Serving's REST API; ``cartola.serving.client`` speaks that API through the
+``cartola.serving.server`` loads the served integer version under ``serving_model/<name>/``
+(``cartola.serving.model``: the SavedModel and its request contract) and answers TF Serving's
+REST API; ``cartola.serving.client`` speaks that API through the
 model's ``predict_raw`` signature, so the same client code works against real TF Serving
 pointed at the same folder. See docs/SERVING.md.
 

@@ -23,25 +23,21 @@ import time; TensorFlow is imported when the first model is loaded.
 from __future__ import annotations
 
 import argparse
-import base64
-import dataclasses
 import json
 import logging
-import math
-import os
 import re
 import signal
-import struct
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cartola.registry.served import ServedVersionError, pinned_version
+from cartola.serving.model import (EXAMPLES_SIGNATURE, RAW_SIGNATURE, RequestError, ServedModel,
+                                   columns_from_inputs, columns_from_instances, decode_b64,
+                                   is_b64)
 from cartola.versions import model_versions
 
 LOG = logging.getLogger("cartola.serving")
@@ -51,326 +47,11 @@ DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_POLL_SECONDS = 2.0
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_INSTANCES = 10_000
-EXAMPLES_SIGNATURE = "serving_default"
-RAW_SIGNATURE = "predict_raw"
-OUTPUT_KEY = "probability"
 VERSION_HEADER = "X-Model-Version"
 
-_INT64 = (-(2 ** 63), 2 ** 63 - 1)
-FLOAT32_MAX = 3.4028234663852886e38
 # Bodies over the limit are read and dropped up to this multiple of it (so the client sees the
 # 400 rather than a reset connection); beyond it the connection is closed unread.
 _DRAIN_FACTOR = 8
-
-
-class RequestError(ValueError):
-    """A request the server answers with an error status (400 unless said otherwise)."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-class ModelLoadError(RuntimeError):
-    """A SavedModel cannot be served (missing signature, unreadable raw feature spec)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RawFeature:
-    """One raw model input as ``serving_default`` parses it."""
-
-    name: str
-    kind: str  # "int", "float" or "string"
-    required: bool
-
-
-# --------------------------------------------------------------------------------------------
-# Request validation: plain Python, no TensorFlow (batch scoring reuses it).
-
-def _show(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else (
-        type(value).__name__)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def check_value(feature: RawFeature, value: Any) -> Any:
-    """The value as the example will hold it (None = missing); ValueError says what is wrong."""
-    result: Any = None
-    if feature.kind == "string":
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"feature {feature.name!r} must be a string, got {_show(value)}")
-        result = value or None
-    elif value is not None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"feature {feature.name!r} must be a number, got {_show(value)}")
-        if isinstance(value, float) and math.isnan(value):
-            result = None
-        elif not math.isfinite(value):
-            raise ValueError(f"feature {feature.name!r} must be finite, got {value}")
-        elif feature.kind == "int":
-            if not float(value).is_integer() or not _INT64[0] <= value <= _INT64[1]:
-                raise ValueError(f"feature {feature.name!r} must be an integer, got {value!r}")
-            result = int(value)
-        elif abs(value) > FLOAT32_MAX:
-            raise ValueError(f"feature {feature.name!r} is out of float32 range: {value!r}")
-        else:
-            result = float(value)
-    if result is None and feature.required:
-        raise ValueError(f"feature {feature.name!r} is required, got {_show(value)}")
-    return result
-
-
-class _Problems:
-    """Collects the first few validation errors of a request so one 400 lists them."""
-
-    LIMIT = 5
-
-    def __init__(self):
-        self.messages: List[str] = []
-        self.count = 0
-
-    def add(self, message: str) -> None:
-        """Count a problem; keep its message if among the first few."""
-        self.count += 1
-        if len(self.messages) < self.LIMIT:
-            self.messages.append(message)
-
-    def raise_if_any(self) -> None:
-        """One RequestError listing the kept messages, if there was any problem."""
-        if self.count:
-            more = f" (and {self.count - len(self.messages)} more)" if self.count > len(
-                self.messages) else ""
-            raise RequestError("; ".join(self.messages) + more)
-
-
-def _check_keys(keys, features: Mapping[str, RawFeature], where: str, problems: _Problems):
-    unknown = sorted(set(keys) - set(features))
-    missing = sorted(set(features) - set(keys))
-    if unknown:
-        problems.add(f"{where}: unknown feature(s) {unknown}; the model's raw features are "
-                     f"{sorted(features)}")
-    if missing:
-        problems.add(f"{where}: missing feature(s) {missing}; send NaN (numbers) or '' "
-                     "(strings) for a missing value")
-    return not unknown and not missing
-
-
-def columns_from_instances(instances: Sequence[Any],
-                           features: Mapping[str, RawFeature]) -> Dict[str, List[Any]]:
-    """Row form (``instances``: one object per row) to checked columns."""
-    columns: Dict[str, List[Any]] = {name: [] for name in features}
-    problems = _Problems()
-    for i, instance in enumerate(instances):
-        if not isinstance(instance, dict):
-            problems.add(f"instance {i}: expected an object of raw features, got "
-                         f"{_show(instance)}")
-            continue
-        if not _check_keys(instance, features, f"instance {i}", problems):
-            continue
-        for name, feature in features.items():
-            try:
-                columns[name].append(check_value(feature, instance[name]))
-            except ValueError as err:
-                problems.add(f"instance {i}: {err}")
-    problems.raise_if_any()
-    return columns
-
-
-def columns_from_inputs(inputs: Any, features: Mapping[str, RawFeature]) -> Dict[str, List[Any]]:
-    """Columnar form (``inputs``: one list per feature) to checked columns."""
-    problems = _Problems()
-    if not isinstance(inputs, dict):
-        raise RequestError("'inputs' must be an object of feature name -> list of values")
-    if not _check_keys(inputs, features, "inputs", problems):
-        problems.raise_if_any()
-    lengths = {name: len(values) if isinstance(values, list) else -1
-               for name, values in inputs.items()}
-    if any(n < 0 for n in lengths.values()):
-        raise RequestError("every 'inputs' value must be a list with one value per row")
-    if len(set(lengths.values())) != 1 or not next(iter(lengths.values())):
-        raise RequestError(f"'inputs' lists must be non-empty and of equal length, got {lengths}")
-    columns: Dict[str, List[Any]] = {}
-    for name, feature in features.items():
-        checked = []
-        for i, value in enumerate(inputs[name]):
-            try:
-                checked.append(check_value(feature, value))
-            except ValueError as err:
-                problems.add(f"row {i}: {err}")
-        columns[name] = checked
-    problems.raise_if_any()
-    return columns
-
-
-def _is_b64(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
-
-
-def _decode_b64(values: Sequence[Any]) -> List[bytes]:
-    try:
-        return [base64.b64decode(value["b64"], validate=True) for value in values]
-    except (ValueError, TypeError) as err:
-        raise RequestError(f"cannot base64-decode an example: {err}") from err
-
-
-# --------------------------------------------------------------------------------------------
-# The model.
-
-def _import_tf():
-    # TFX 1.16 expects Keras 2; the legacy switch must precede the first TF import.
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    return tf
-
-
-def raw_features_of(signature) -> Dict[str, RawFeature]:
-    """Raw features a ``serving_default`` concrete function parses from ``tf.Example``.
-
-    Read from its ``ParseExampleV2`` op: dense keys without a default are required, sparse
-    keys optional; the op's dtypes give int/float/string.
-    """
-    tf = _import_tf()
-    kinds = {tf.int64.as_datatype_enum: "int", tf.float32.as_datatype_enum: "float",
-             tf.string.as_datatype_enum: "string"}
-    graph_def = signature.graph.as_graph_def()
-    found = []
-    for function in graph_def.library.function:
-        nodes = {node.name: node for node in function.node_def}
-        for node in function.node_def:
-            if node.op != "ParseExampleV2":
-                continue
-            inputs = [name.split(":")[0] for name in node.input]
-
-            def const(name, nodes=nodes):
-                return nodes[name].attr["value"].tensor
-            sparse_keys = [k.decode() for k in const(inputs[2]).string_val]
-            dense_keys = [k.decode() for k in const(inputs[3]).string_val]
-            result = {}
-            for key, dtype in zip(sparse_keys, node.attr["sparse_types"].list.type):
-                result[key] = RawFeature(key, kinds.get(dtype, "?"), required=False)
-            defaults = inputs[5:5 + len(dense_keys)]
-            for key, dtype, default in zip(dense_keys, node.attr["Tdense"].list.type, defaults):
-                has_default = any(dim.size for dim in const(default).tensor_shape.dim)
-                result[key] = RawFeature(key, kinds.get(dtype, "?"), required=not has_default)
-            found.append(result)
-    if len(found) != 1 or any(f.kind == "?" for f in found[0].values()):
-        raise ModelLoadError(f"cannot read the raw feature spec of {EXAMPLES_SIGNATURE!r}: "
-                             f"expected one ParseExampleV2 op of int/float/string features, "
-                             f"found {len(found)}")
-    return dict(sorted(found[0].items()))
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negatives
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
-
-
-def build_examples(columns: Mapping[str, Sequence[Any]],
-                   features: Mapping[str, RawFeature]) -> List[bytes]:
-    """Serialized ``tf.Example`` protos from checked columns (None = feature left out).
-
-    Written in protobuf's wire format directly: one value per feature makes each entry a
-    fixed prefix plus the value, about 4x faster than building ``tf.train.Example`` objects
-    (the server's per-row cost). tests/test_serving.py checks the bytes parse to the same
-    Example.
-    """
-    # Example.features(1) > Features.feature(1, map entry: key 1, value 2) > Feature:
-    # bytes_list(1) | float_list(2) | int64_list(3) > repeated value(1), packed for numbers.
-    keys = {name: _field(b"\x0a", name.encode("utf-8")) for name in columns}
-    float_prefix = {name: _field(b"\x0a", key + b"\x12\x08\x12\x06\x0a\x04" + b"\0" * 4)[:-4]
-                    for name, key in keys.items()}
-    kinds = {name: features[name].kind for name in columns}
-    pack = struct.Struct("<f").pack
-    rows = len(next(iter(columns.values()))) if columns else 0
-    serialized = []
-    for i in range(rows):
-        parts = []
-        for name, values in columns.items():
-            value = values[i]
-            if value is None:
-                continue
-            kind = kinds[name]
-            if kind == "float":
-                parts.append(float_prefix[name] + pack(value))
-            elif kind == "int":
-                parts.append(_field(b"\x0a", keys[name] + _field(
-                    b"\x12", _field(b"\x1a", _field(b"\x0a", _varint(value))))))
-            else:
-                parts.append(_field(b"\x0a", keys[name] + _field(
-                    b"\x12", _field(b"\x0a", _field(b"\x0a", value.encode("utf-8"))))))
-        serialized.append(_field(b"\x0a", b"".join(parts)) if parts else b"")
-    return serialized
-
-
-def _tensor_info(spec, name: str) -> dict:
-    from tensorflow.core.framework import types_pb2  # pylint: disable=import-outside-toplevel
-    dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()]
-    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "name": name,
-            "tensor_shape": {"dim": dims, "unknown_rank": False}}
-
-
-class ServedModel:
-    """One loaded SavedModel version: raw feature spec, metadata and predictions."""
-
-    def __init__(self, version: int, path: Path, loaded):
-        self.version = version
-        self.path = Path(path)
-        self._loaded = loaded  # the signatures' variables live as long as this object
-        signatures = loaded.signatures
-        if EXAMPLES_SIGNATURE not in signatures:
-            raise ModelLoadError(f"{path}: no {EXAMPLES_SIGNATURE!r} signature")
-        self._serve = signatures[EXAMPLES_SIGNATURE]
-        self.features = raw_features_of(self._serve)
-        self.signature_defs = {}
-        for sig_name, function in signatures.items():
-            inputs = function.structured_input_signature[1]
-            self.signature_defs[sig_name] = {
-                "inputs": {k: _tensor_info(v, f"{sig_name}_{k}:0") for k, v in inputs.items()},
-                "outputs": {k: _tensor_info(v, k) for k, v in function.structured_outputs.items()},
-                "method_name": "tensorflow/serving/predict"}
-
-    @classmethod
-    def load(cls, path: Path, version: Optional[int] = None) -> "ServedModel":
-        """Load and warm up (first calls trace and allocate; requests should not pay that)."""
-        tf = _import_tf()
-        path = Path(path)
-        model = cls(int(path.name) if version is None else version, path,
-                    tf.saved_model.load(str(path)))
-        model.warm_up()
-        return model
-
-    def warm_up(self) -> None:
-        """One prediction on a made-up row with every feature present."""
-        row = {name: ("x" if f.kind == "string" else 1 if f.kind == "int" else 0.0)
-               for name, f in self.features.items()}
-        self.predict_columns({name: [value] for name, value in row.items()})
-
-    def predict_serialized(self, serialized: Sequence[bytes]) -> np.ndarray:
-        """PRO probabilities, shape [n], of serialized raw ``tf.Example`` protos."""
-        tf = _import_tf()
-        try:
-            outputs = self._serve(examples=tf.constant(list(serialized), dtype=tf.string))
-        except tf.errors.InvalidArgumentError as err:
-            raise RequestError(f"the model rejected the examples: {err.message}") from err
-        return outputs[OUTPUT_KEY].numpy().reshape(-1)
-
-    def predict_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """PRO probabilities of checked columns (see :func:`columns_from_instances`)."""
-        return self.predict_serialized(build_examples(columns, self.features))
-
-    def predict_instances(self, instances: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Validate raw feature objects and predict, as the server does for ``instances``."""
-        return self.predict_columns(columns_from_instances(instances, self.features))
 
 
 # --------------------------------------------------------------------------------------------
@@ -656,11 +337,11 @@ def _serialized_examples(data: Any, rows_form: bool) -> Optional[List[bytes]]:
         values = data["examples"]
     else:
         values = data
-    if not isinstance(values, list) or not values or not any(_is_b64(v) for v in values):
+    if not isinstance(values, list) or not values or not any(is_b64(v) for v in values):
         return None
-    if not all(_is_b64(v) for v in values):
+    if not all(is_b64(v) for v in values):
         raise RequestError("mixed instances: either every instance is {\"b64\": ...} or none is")
-    return _decode_b64(values)
+    return decode_b64(values)
 
 
 class ModelServer(ThreadingHTTPServer):
