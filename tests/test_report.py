@@ -65,6 +65,8 @@ def test_report_holds_the_runs_real_metrics_and_decisions(first_run):
     assert "Blessed: every threshold passed" in page
     assert summary["baseline_model"] is None and "no baseline model yet" in page
     assert summary["pushed"] is True and summary["pushed_version"] == "1"
+    assert "Lineage of version 1" in page  # back to the input file it learned from
+    assert f"input file: {config.data_dir / 'cartola_sample.csv'}" in page
     assert summary["data_valid"] is True and summary["anomalies"] == []
     assert sum(summary["examples"].values()) == 20000
     assert f"{summary['examples']['train']:,} examples" in page

@@ -75,11 +75,12 @@ def render(config: Config, rows: List[RunRow]) -> str:
     png = plot_metrics(rows)
     title = f"{config.pipeline_name}: run history"
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            f"<title>{html.escape(title)}</title><style>{_CSS}"
+            ".history td{text-align:left;vertical-align:top}</style></head><body>"
             f"<h1>{html.escape(title)}</h1>{_serving_now(config)}"
             + (_img(png, "KS and AUC over time") if png else "")
             + f"<h2>Runs ({len(rows)}, newest first)</h2>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f'<table class="history"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
             "</body></html>")
 
 

@@ -467,6 +467,20 @@ def _curves_section(config: Config, run: RunInfo, evaluation: dict, summary: dic
             + _img(pngs["calibration"], "calibration") + "</div>")
 
 
+def _lineage_section(config: Config, summary: dict) -> str:
+    """The pushed version's lineage (``cartola lineage N``), back to the input files."""
+    version = summary.get("pushed_version")
+    if not version:
+        return ""
+    from cartola.registry.lineage import backward  # pylint: disable=import-outside-toplevel
+    try:
+        text = "\n".join(step.line() for step in backward(config, int(version)))
+    except RegistryError as err:
+        text = f"lineage unavailable: {err}"
+    return (f"<h2>Lineage of version {html.escape(str(version))}</h2>"
+            f"<pre style=\"font-size:.8em;overflow-x:auto\">{html.escape(text)}</pre>")
+
+
 def build_report(config: Config, run_id: Optional[str] = None,
                  assets_dir: Optional[os.PathLike] = None) -> Path:
     """Write the run's report; returns the path of ``report.html``.
@@ -479,13 +493,16 @@ def build_report(config: Config, run_id: Optional[str] = None,
                                "created_ms": run.created_ms, "nodes": run.nodes}
     pusher = run.outputs.get(("Pusher", "pushed_model"))
     pushed = custom_property(pusher, "pushed")
+    if run.state("Pusher") == "CACHED":  # an earlier run's push, not this run's
+        pushed = 0
     summary["pushed"] = bool(pushed) if pushed is not None else None
     summary["pushed_version"] = custom_property(pusher, "pushed_version") if pushed else None
     pngs: Dict[str, bytes] = {}
     data = _data_section(config, run, summary, pngs)
     model, evaluation = _model_section(run, summary)
     curves = _curves_section(config, run, evaluation, summary, pngs) if evaluation else ""
-    page = _render(config, summary, [_overview(config, run, summary), data, model, curves])
+    page = _render(config, summary, [_overview(config, run, summary), data, model, curves,
+                                     _lineage_section(config, summary)])
 
     out_dir = report_path(config, run.run_id).parent
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,9 @@ _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INTERNAL_O
 # examples too but trains nothing.
 _TRAINING_INPUTS = {"examples", "transform_graph", "model"}
 _CHECKS = {"StatisticsGen", "ExampleValidator"}
+# Walking back, the model's own line first, the Evaluator's inputs after it.
+_KEY_ORDER = {"model": 0, "examples": 1, "transform_graph": 2, "schema": 3,
+              "model_blessing": 4, "baseline_model": 5}
 
 
 @dataclasses.dataclass
@@ -116,15 +119,22 @@ def _input_notes(execution, examples) -> List[str]:
 def _checks_on(graph: _Graph, examples) -> List[tuple]:
     """(depth, key, artifact) of the statistics computed on ``examples`` and the anomalies
     found in those statistics."""
-    found = []
+    found, seen = [], set()
     for key, consumer in graph.consumers(examples.id):
         if key != "examples" or graph.node_and_run(consumer)[0] not in _CHECKS:
             continue
         for out_key, statistics in graph.events(consumer.id, _OUTPUTS):
+            if statistics.id in seen:  # a cached run consumed the same examples again
+                continue
+            seen.add(statistics.id)
             found.append((1, out_key, statistics))
-            for _, reader in graph.consumers(statistics.id):
-                if graph.node_and_run(reader)[0] in _CHECKS:
-                    found += [(2, k, a) for k, a in graph.events(reader.id, _OUTPUTS)]
+            readers = [r for _, r in graph.consumers(statistics.id)
+                       if graph.node_and_run(r)[0] in _CHECKS]
+            for anomalies_key, anomalies in [o for r in readers for o in graph.events(
+                    r.id, _OUTPUTS)]:
+                if anomalies.id not in seen:
+                    seen.add(anomalies.id)
+                    found.append((2, anomalies_key, anomalies))
     return found
 
 
@@ -160,11 +170,14 @@ def backward(config: Config, version: int) -> List[Step]:
         if producer is None or not follow:
             return
         seen.add(artifact.id)
+        if node == "ImportSchemaGen":
+            step.notes = [f"schema file: {execution_property(producer, 'schema_file')}"]
         if node.endswith("ExampleGen"):
             step.notes = _input_notes(producer, artifact)
             for check_depth, check_key, check in _checks_on(graph, artifact):
                 visit(check_key, check, depth + check_depth, follow=False)
-        for in_key, parent in graph.events(producer.id, [metadata_store_pb2.Event.INPUT]):
+        inputs = graph.events(producer.id, [metadata_store_pb2.Event.INPUT])
+        for in_key, parent in sorted(inputs, key=lambda item: _KEY_ORDER.get(item[0], 9)):
             # The Evaluator's baseline has a lineage of its own: named, not followed.
             visit(in_key, parent, depth + 1, follow=in_key != "baseline_model")
 
