@@ -90,3 +90,11 @@ def test_unreadable_pin_is_a_clear_error(three_versions, content):
     (three_versions / served.SERVED_FILE).write_text(content)
     with pytest.raises(served.ServedVersionError, match=served.SERVED_FILE):
         served.served_version(three_versions)
+
+
+def test_an_unreadable_pin_is_replaced_by_an_explicit_rollback(three_versions):
+    (three_versions / served.SERVED_FILE).write_text("{broken")
+    with pytest.raises(served.ServedVersionError, match=served.SERVED_FILE):
+        served.rollback(three_versions, None, "r")
+    assert served.rollback(three_versions, 2, "repair")["from"] is None
+    assert served.served_version(three_versions) == 2

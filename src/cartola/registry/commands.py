@@ -92,8 +92,8 @@ def _models(args: argparse.Namespace) -> int:
     print(f"{'':2}{'version':>7}  {'KS':>6}  {'AUC':>6}  {'pushed':19}  run / data")
     for version in reversed(versions):
         row = by_version.get(version)
-        metrics = (f"{row.ks:6.3f}  {row.auc:6.3f}" if row and row.ks is not None
-                   else f"{'-':>6}  {'-':>6}")
+        metrics = "  ".join("     -" if value is None else f"{value:6.3f}"
+                            for value in ((row.ks, row.auc) if row else (None, None)))
         when = row.started.isoformat(sep=" ", timespec="seconds") if row else "-"
         origin = f"{row.run_id} / {row.data}" if row else "not in this ML Metadata store"
         print(f"{'*' if version == now else '':2}{version:>7}  {metrics}  {when:19}  {origin}")

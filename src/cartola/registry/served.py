@@ -98,7 +98,10 @@ def set_served(base: Path, version: int, action: str, reason: str,
     """Pin ``version`` as the served one and record the change; returns the log entry."""
     base = Path(base)
     check_version_folder(base, version)
-    previous = served_version(base)
+    try:
+        previous = served_version(base)
+    except ServedVersionError:  # an unreadable pin is what this call replaces
+        previous = None
     entry = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
              "by": by or f"{getpass.getuser()}@{socket.gethostname()}",
              "action": action, "from": previous, "to": version, "reason": reason}
@@ -112,8 +115,13 @@ def set_served(base: Path, version: int, action: str, reason: str,
 def rollback(base: Path, to: Optional[int], reason: str, by: Optional[str] = None) -> dict:
     """Serve ``to`` (default: the highest version below the served one)."""
     base = Path(base)
-    current = served_version(base)
-    if current is None:
+    try:
+        current = served_version(base)
+    except ServedVersionError:
+        if to is None:  # "the one before" needs a readable pin
+            raise
+        current = None
+    if current is None and to is None:
         raise ServedVersionError(f"no model version under {base}: nothing to roll back")
     if to is None:
         earlier = [v for v in model_versions(base) if v < current]
