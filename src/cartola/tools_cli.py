@@ -19,8 +19,9 @@ def register(subparsers) -> None:
     from cartola.serving import server  # pylint: disable=import-outside-toplevel
     serve = subparsers.add_parser(
         "serve", help="TF Serving-compatible REST server over serving_model/<name>/",
-        description="Serve the highest model version over TF Serving's REST API; a newly "
-                    "pushed version is picked up without a restart. See docs/SERVING.md.")
+        description="Serve the served model version (the highest, or the one a rollback "
+                    "pinned) over TF Serving's REST API; a newly pushed version or a rollback "
+                    "is picked up without a restart. See docs/SERVING.md.")
     server.add_arguments(serve)
     serve.set_defaults(func=_serve)
 
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
     score.add_argument("--batch-size", type=int, default=1000,
                        help="rows per request with --server (default %(default)s)")
     score.add_argument("--model-dir", help="folder of versions (default: config serving dir)")
-    score.add_argument("--version", type=int, help="model version (default: the highest)")
+    score.add_argument("--version", type=int, help="model version (default: the served one)")
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
     score.set_defaults(func=_score)
 

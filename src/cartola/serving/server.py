@@ -61,7 +61,7 @@ Loader = Callable[[Path, int], Any]
 
 
 class ModelRegistry:  # pylint: disable=too-many-instance-attributes
-    """The served version of one model folder, swapped when a new highest version appears."""
+    """The served version of one model folder, swapped when a new one is pushed or pinned."""
 
     def __init__(self, base_dir: Path, name: str, poll_seconds: float = DEFAULT_POLL_SECONDS,
                  loader: Optional[Loader] = None):
