@@ -258,7 +258,9 @@ enable_health_check = False
         self.airflow("db", "migrate", timeout=900)
         # The user lives in this profile's database; the password file stays the truth.
         self.airflow("users", "delete", "--username", ADMIN_USER, check=False)
-        self.airflow("users", "create", "--username", ADMIN_USER, "--password", password,
+        # "--password=...": a generated password may begin with "-" (1 in 64), which argparse
+        # would read as an option.
+        self.airflow("users", "create", "--username", ADMIN_USER, f"--password={password}",
                      "--role", "Admin", "--email", "admin@localhost",
                      "--firstname", "Cartola", "--lastname", "Admin")
         marker.write_text(version, encoding="utf-8")
