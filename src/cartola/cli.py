@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import List, Optional
 
 from cartola import tools_cli
@@ -35,8 +34,7 @@ def _why_not_pushed(config) -> str:
 
 
 def _run(args) -> int:
-    # TFX's Google client libraries warn at import that Python 3.10 is old; TFX 1.16 needs it.
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+    tools_cli.quiet_google_warnings()
     from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config = load_config(args.config)
     try:
@@ -60,7 +58,7 @@ def _run(args) -> int:
 
 
 def _init(args) -> int:
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+    tools_cli.quiet_google_warnings()
     from pathlib import Path  # pylint: disable=import-outside-toplevel
 
     from cartola.data.init import init_dataset  # pylint: disable=import-outside-toplevel

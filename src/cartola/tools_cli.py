@@ -69,9 +69,16 @@ def register(subparsers) -> None:
     report.set_defaults(func=_report)
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
+    """Print ``cartola: message`` on stderr; the exit code of a user's mistake (2)."""
     print(f"cartola: {message}", file=sys.stderr)
     return 2
+
+
+def quiet_google_warnings() -> None:
+    """TFX's Google client libraries warn at import that Python 3.10 is old; TFX 1.16 needs it."""
+    import warnings  # pylint: disable=import-outside-toplevel
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -84,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return server.serve(args, model_dir, args.model_name or config.model_name)
     except OSError as err:  # port in use, permission denied
-        return _fail(f"cannot serve on {args.host}:{args.port}: {err}")
+        return fail(f"cannot serve on {args.host}:{args.port}: {err}")
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -94,7 +101,7 @@ def _score(args: argparse.Namespace) -> int:
     from cartola.serving.model import ModelLoadError
     config = load_config(args.config)
     if not Path(args.input).is_file():
-        return _fail(f"input file not found: {args.input}")
+        return fail(f"input file not found: {args.input}")
     try:
         status = (config.segment_status_column if args.status_column is None
                   else args.status_column)
@@ -119,7 +126,7 @@ def _score(args: argparse.Namespace) -> int:
                                     progress=not args.no_progress,
                                     delimiter=config.csv_delimiter, decimal=config.csv_decimal)
     except (scoring.ScoringError, ServingError, ModelLoadError, ValueError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     print(f"scored with {scorer.description}")
     print(summary.table())
     print(f"rejected rows: {summary.rejects}")
@@ -137,7 +144,7 @@ def _report(args: argparse.Namespace) -> int:
             return 0
         path = report.build_report(config, args.run_id, args.assets_dir)
     except RegistryError as err:
-        return _fail(str(err))
+        return fail(str(err))
     print(f"run report: {path}")
     return 0
 
@@ -174,7 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except ConfigError as err:
-        return _fail(str(err))
+        return fail(str(err))
 
 
 if __name__ == "__main__":

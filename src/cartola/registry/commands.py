@@ -3,9 +3,9 @@ choose the served version. ``register(subparsers)`` adds them to the ``cartola``
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cartola.config import load_config
+from cartola.tools_cli import fail, quiet_google_warnings
 
 
 def register(subparsers) -> None:
@@ -46,19 +46,9 @@ def register(subparsers) -> None:
         command.set_defaults(func=_set_served, action=name)
 
 
-def _fail(message: str) -> int:
-    print(f"cartola: {message}", file=sys.stderr)
-    return 2
-
-
-def _quiet_google_warnings() -> None:
-    import warnings  # pylint: disable=import-outside-toplevel
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
-
-
 def _runs(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
-    _quiet_google_warnings()
+    quiet_google_warnings()
     from cartola.history_page import write_history_page
     from cartola.registry.history import format_table, history
     from cartola.registry.runs import RegistryError
@@ -68,13 +58,13 @@ def _runs(args: argparse.Namespace) -> int:
         print(format_table(rows))
         print(f"history page: {write_history_page(config)}")
     except RegistryError as err:
-        return _fail(str(err))
+        return fail(str(err))
     return 0
 
 
 def _models(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
-    _quiet_google_warnings()
+    quiet_google_warnings()
     from cartola.registry import served
     from cartola.registry.history import history
     from cartola.registry.runs import RegistryError
@@ -85,10 +75,10 @@ def _models(args: argparse.Namespace) -> int:
         now = served.served_version(base)
         by_version = {r.pushed_version: r for r in history(config) if r.pushed_version}
     except (RegistryError, served.ServedVersionError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     versions = model_versions(base)
     if not versions:
-        return _fail(f"no model version under {base}; run the pipeline first")
+        return fail(f"no model version under {base}; run the pipeline first")
     print(f"{'':2}{'version':>7}  {'KS':>6}  {'AUC':>6}  {'pushed':19}  run / data")
     for version in reversed(versions):
         row = by_version.get(version)
@@ -107,7 +97,7 @@ def _lineage(args: argparse.Namespace) -> int:
     from cartola.registry.runs import RegistryError
     config = load_config(args.config)
     if (args.version is None) == (args.data is None and args.span is None):
-        return _fail("lineage needs a VERSION, or --data and/or --span (not both)")
+        return fail("lineage needs a VERSION, or --data and/or --span (not both)")
     try:
         if args.version is not None:
             for step in lineage.backward(config, args.version):
@@ -115,7 +105,7 @@ def _lineage(args: argparse.Namespace) -> int:
             return 0
         found = lineage.forward(config, args.data, args.span)
     except RegistryError as err:
-        return _fail(str(err))
+        return fail(str(err))
     if not found:
         print("no pushed version was trained on that data")
     for version, runs in found.items():
@@ -134,7 +124,7 @@ def _set_served(args: argparse.Namespace) -> int:
         else:
             entry = served.set_served(base, args.to, "promote", args.reason)
     except served.ServedVersionError as err:
-        return _fail(str(err))
+        return fail(str(err))
     print(f"serving version {entry['to']} (was {entry['from']}); recorded in "
           f"{base / served.LOG_FILE}; TF Serving config: {served.tf_serving_config_path(base)}")
     return 0
