@@ -30,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from statsmodels.stats.outliers_influence import variance_inflation_factor
 
 from cartola.config import ConfigError, load_config
+from cartola.data.spans import latest_folder
 
 TARGET = "pro_target"
 # Counts and durations with long right tails: modelled as log1p(value).
@@ -394,7 +395,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"refactored_code: {err}", file=sys.stderr)
         return 2
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--data", type=Path, default=config.data_dir / DATA_FILE,
+    parser.add_argument("--data", type=Path,
+                        default=latest_folder(config.data_dir, config.span_pattern) / DATA_FILE,
                         help="users' CSV (default: %(default)s)")
     parser.add_argument("--target", default=config.label,
                         help="0/1 label column (default: %(default)s)")

@@ -13,7 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from cartola.config import Config, load_config  # pylint: disable=wrong-import-position
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_CSV = REPO / "data" / "cartola_sample.csv"
+# The shipped sample: weekly snapshot folders; the latest holds the 20,000 users the baseline
+# and most tests read.
+LATEST_SPAN = REPO / "data" / "snapshot=2026-11-16"
+SAMPLE_CSV = LATEST_SPAN / "cartola_sample.csv"
 SCHEMA = REPO / "schema" / "schema.pbtxt"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_config, profile_config
+from conftest import SAMPLE_CSV, make_config, profile_config
 from cartola.orchestration.airflow_local import local_airflow
 from cartola.versions import model_versions
 from cartola.orchestration import airflow_tasks, topology
@@ -73,8 +73,7 @@ def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
     config = make_config(tmp_path / "project", schedule="none")
     other_data = tmp_path / "other_data"
     other_data.mkdir()
-    for csv in (REPO / "data").glob("*.csv"):
-        shutil.copy(csv, other_data / csv.name)
+    shutil.copy(SAMPLE_CSV, other_data / SAMPLE_CSV.name)  # a flat folder: one span
     local = local_airflow(config, export_config=True)
     local.prepare()
     assert (local.dags_dir / "tfx_pipeline.py").is_symlink()  # the link mode
@@ -113,7 +112,7 @@ def test_dags_test_on_bad_data_fails_at_the_gate(tmp_path):
     local.prepare()
     bad_data = tmp_path / "bad_data"
     bad_data.mkdir()
-    lines = (REPO / "data" / "cartola_sample.csv").read_text(encoding="utf-8").splitlines()
+    lines = SAMPLE_CSV.read_text(encoding="utf-8").splitlines()
     row = lines[1].split(",")
     row[lines[0].split(",").index("pro_target")] = "2"
     (bad_data / "data.csv").write_text("\n".join([lines[0], ",".join(row)] + lines[2:3000])
@@ -245,7 +244,7 @@ def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow):
                                                                        20_000)
     assert row.ks >= config.min_ks and row.champion_ks is None
     notes = [note for step in backward(config, 1) for note in step.notes]
-    assert f"input file: {config.data_dir / 'cartola_sample.csv'}" in notes, notes
+    assert f"input file: {SAMPLE_CSV}" in notes, notes
     page = (config.project_home / "reports" / "index.html").read_text(encoding="utf-8")
     assert f"manual ({run_id})" in page and "pushed version 1" in page
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SAMPLE_CSV
 from cartola.orchestration import airflow_tasks, topology
 from cartola.orchestration.airflow_api import quote
 
@@ -88,11 +88,10 @@ def _trigger_with_conf(page, conf: dict) -> None:
 @pytest.mark.timeout(900)
 def test_production_ui_graph_trigger_screenshots(chromium, postgres_airflow, tmp_path):
     from playwright.sync_api import sync_playwright
-    config, local = postgres_airflow
+    _, local = postgres_airflow
     other_data = tmp_path / "other_data"
     other_data.mkdir()
-    for csv in config.data_dir.glob("*.csv"):
-        shutil.copy(csv, other_data / csv.name)
+    shutil.copy(SAMPLE_CSV, other_data / SAMPLE_CSV.name)
     conf = {"data_root": str(other_data)}
     finished = [run for run in local.api.dag_runs(DAG_ID) if run["state"] == "success"]
     ASSETS.mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -134,8 +135,11 @@ def test_tasks_and_edges_equal_the_compiled_pipeline(parsed, tmp_path):
 
 # --- task callables -------------------------------------------------------------------------
 
-def _context(conf=None, run_id="manual__2025-01-01T00:00:00+00:00"):
-    return {"dag_run": SimpleNamespace(conf=conf, run_id=run_id, dag_id="cartola_pro")}
+def _context(conf=None, run_id="manual__2025-01-01T00:00:00+00:00", run_type="manual",
+             interval=(None, None)):
+    return {"dag_run": SimpleNamespace(conf=conf, run_id=run_id, dag_id="cartola_pro",
+                                       run_type=run_type),
+            "data_interval_start": interval[0], "data_interval_end": interval[1]}
 
 
 @pytest.fixture
@@ -151,17 +155,39 @@ def test_conf_data_root_is_validated(tmp_path, airflow_env):  # pylint: disable=
     other = tmp_path / "other"
     other.mkdir()
     (other / "part.csv").write_text("id,pro_target\n1,0\n", encoding="utf-8")
-    assert airflow_tasks.data_root(_context(), config) is None
-    assert airflow_tasks.data_root(_context({"data_root": None}), config) is None
-    assert airflow_tasks.data_root(_context({"data_root": str(other)}), config) == str(other)
+    assert airflow_tasks.run_input(_context(), config)[0] is None
+    assert airflow_tasks.run_input(_context({"data_root": None}), config)[0] is None
+    folder, span = airflow_tasks.run_input(_context({"data_root": str(other)}), config)
+    assert (folder, span.flat, span.number) == (str(other), True, 0)
     # Relative paths are resolved against the project home.
-    assert airflow_tasks.data_root(_context({"data_root": "other"}), config) == str(other)
+    assert airflow_tasks.run_input(_context({"data_root": "other"}), config)[0] == str(other)
     for conf, message in (({"data_root": str(tmp_path / "missing")}, "input folder not found"),
                           ({"data_root": str(tmp_path)}, "no *.csv"),
                           ({"data_root": 3}, "must be a folder path"),
-                          ({"dataroot": str(other)}, "unknown keys")):
+                          ({"dataroot": str(other)}, "unknown keys"),
+                          ({"span": "2020-01-06"}, "span 2020-01-06 not found")):
         with pytest.raises(AirflowFailException, match=message.replace("*", r"\*")):
-            airflow_tasks.data_root(_context(conf), config)
+            airflow_tasks.run_input(_context(conf), config)
+
+
+def test_span_of_a_run_from_conf_interval_or_latest(tmp_path, airflow_env):  # pylint: disable=unused-argument
+    from airflow.sdk.exceptions import AirflowFailException
+    config = make_config(tmp_path)
+    week = (datetime(2026, 11, 8, tzinfo=timezone.utc), datetime(2026, 11, 15, tzinfo=timezone.utc))
+    assert airflow_tasks.run_input(_context(), config)[1].name == "2026-11-16"
+    assert airflow_tasks.run_input(_context({"span": "2026-11-02"}), config)[1].name == \
+        "2026-11-02"
+    for run_type in ("scheduled", "backfill"):
+        assert airflow_tasks.run_input(_context(run_type=run_type, interval=week),
+                                       config)[1].name == "2026-11-09"
+    # A manual run ignores its interval; conf wins over the interval.
+    assert airflow_tasks.run_input(_context(interval=week), config)[1].name == "2026-11-16"
+    assert airflow_tasks.run_input(_context({"span": "2026-11-02"}, run_type="scheduled",
+                                            interval=week), config)[1].name == "2026-11-02"
+    empty_week = tuple(moment.replace(year=2027) for moment in week)
+    with pytest.raises(AirflowFailException, match=r"no span dated in the run's data interval "
+                                                   r"\[2027-11-08, 2027-11-15\)"):
+        airflow_tasks.run_input(_context(run_type="scheduled", interval=empty_week), config)
 
 
 def test_run_id_is_the_airflow_run_id():

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from conftest import SAMPLE_CSV
 import refactored_code as rc
 from cartola import sample_data
-from cartola.config import load_config
 
 # The study's figures on its private data; the baseline must land within TOLERANCE of them.
 STUDY = {"precision": 0.81, "recall": 0.75, "ks": 0.60, "mean_score_pos": 0.73,
@@ -207,7 +207,7 @@ def test_cli_other_target_and_output_folder(tmp_path, capsys):
 @pytest.fixture(name="shipped", scope="module")
 def fixture_shipped(tmp_path_factory):
     """The whole baseline on the shipped sample, run once."""
-    return rc.run_baseline(load_config().data_dir / rc.DATA_FILE,
+    return rc.run_baseline(SAMPLE_CSV,
                            out_dir=tmp_path_factory.mktemp("plots"))
 
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_config
+from conftest import SAMPLE_CSV, make_config
 from pipeline_helpers import first_output
 from cartola import report, tools_cli
 from cartola.registry.history import report_path
@@ -66,7 +66,7 @@ def test_report_holds_the_runs_real_metrics_and_decisions(first_run):
     assert summary["baseline_model"] is None and "no baseline model yet" in page
     assert summary["pushed"] is True and summary["pushed_version"] == "1"
     assert "Lineage of version 1" in page  # back to the input file it learned from
-    assert f"input file: {config.data_dir / 'cartola_sample.csv'}" in page
+    assert f"input file: {SAMPLE_CSV}" in page
     assert summary["data_valid"] is True and summary["anomalies"] == []
     assert sum(summary["examples"].values()) == 20000
     assert f"{summary['examples']['train']:,} examples" in page

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import SAMPLE_CSV
 from cartola import sample_data
-from cartola.config import load_config
 
 MODEL_COLUMNS = ["anos_como_pro", "avg_3", "avg_4", "escalacoes", "norm_escalacao"]
 
@@ -86,7 +86,7 @@ def test_write_csv_failure_keeps_the_old_file_and_no_partial_one(tmp_path, monke
 
 def test_cli_writes_requested_rows(tmp_path, capsys):
     out = tmp_path / "cli.csv"
-    assert sample_data.main(["--rows", "120", "--seed", "5", "--out", str(out)]) == 0
+    assert sample_data.main(["--rows", "120", "--seed", "5", "--out", str(out), "--single"]) == 0
     assert len(pd.read_csv(out)) == 120
     assert str(out) in capsys.readouterr().out
     with pytest.raises(SystemExit) as err:
@@ -102,10 +102,39 @@ def test_rejects_non_positive_sizes():
 
 
 def test_shipped_sample_is_the_generator_output(sample):
-    shipped = pd.read_csv(load_config().data_dir / sample_data.FILE_NAME)
+    shipped = pd.read_csv(SAMPLE_CSV)
     expected = sample.astype({name: "float64" for name in sample_data.INTEGER_COLUMNS
                               if sample[name].isna().any()})
     expected = expected.astype({name: "int64" for name in sample_data.INTEGER_COLUMNS
                                 if not sample[name].isna().any()})
     pd.testing.assert_frame_equal(shipped, expected)
     assert np.isclose(shipped["pro_target"].mean(), sample["pro_target"].mean())
+
+
+def test_weekly_spans_change_like_a_user_base(tmp_path):
+    written = sample_data.write_spans(tmp_path, weeks=3, n_rows=2000, seed=3, drift=True)
+    assert [p.parent.name for p in written] == [
+        "snapshot=2026-11-02", "snapshot=2026-11-09", "snapshot=2026-11-16",
+        "snapshot=2026-11-23"]
+    first, second, latest, drifted = (pd.read_csv(p) for p in written)
+    pd.testing.assert_frame_equal(latest, pd.read_csv(sample_data.write_csv(
+        tmp_path / "flat.csv", 2000, 3)))  # the latest span is the plain sample
+    # 3% joined and 2% left each week.
+    assert (len(first), len(second), len(latest)) == (1960, 1980, 2000)
+    assert set(latest["id"]) - set(second["id"]) == set(range(1941, 2001))
+    assert set(second["id"]) - set(latest["id"]) == set(range(2001, 2041))
+    # Lineups accumulate over the season: the same users had fewer a week before.
+    both = second.merge(latest, on="id", suffixes=("_before", "_after"))
+    assert (both["escalacoes_before"] <= both["escalacoes_after"]).all()
+    assert both["escalacoes_before"].mean() < both["escalacoes_after"].mean()
+    # The planted drift moves one model feature only.
+    assert np.allclose(drifted["avg_3"] - latest["avg_3"], sample_data.DRIFT_SHIFT)
+    pd.testing.assert_frame_equal(drifted.drop(columns="avg_3"), latest.drop(columns="avg_3"))
+
+
+def test_shipped_spans_are_the_generator_output():
+    for path, (_, frame) in zip(sorted(SAMPLE_CSV.parents[1].glob("snapshot=*/*.csv")),
+                                sample_data.weekly_spans()):
+        shipped = pd.read_csv(path)
+        assert len(shipped) == len(frame) and shipped["id"].tolist() == frame["id"].tolist()
+        assert shipped["escalacoes"].tolist() == frame["escalacoes"].astype(int).tolist()

@@ -38,14 +38,15 @@ def _run(args) -> int:
     from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config = load_config(args.config)
     try:
-        result = run_local(config, args.data_root)
+        result = run_local(config, args.data_root, args.span)
     except DataValidationError as err:
         print(f"cartola: run stopped at data validation; nothing trained or pushed.\n{err}",
               file=sys.stderr)
         _print_report(config)  # the report lists the anomalies beside the data statistics
         return 3
     serving = config.model_serving_dir
-    print(f"pipeline finished in {result['seconds']:.1f} s")
+    print(f"pipeline finished in {result['seconds']:.1f} s on span {result['span'].name} "
+          f"({result['span'].folder})")
     if result["pushed_version"] is not None:
         print(f"pushed model: {serving / str(result['pushed_version'])}")
     else:
@@ -80,7 +81,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--config", help="TOML config file (default: $CARTOLA_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the pipeline end to end with LocalDagRunner")
-    run.add_argument("--data-root", help="folder of CSV files (default: config data_root)")
+    run.add_argument("--data-root", help="data root: span folders or CSV files "
+                                         "(default: config data_root)")
+    run.add_argument("--span", help="span to train on: YYYY-MM-DD for date spans, a number "
+                                    "for {SPAN} patterns (default: the latest)")
     run.set_defaults(func=_run)
     init = commands.add_parser(
         "init", help="propose a config and a curated schema for a new CSV data set",

@@ -55,8 +55,13 @@ class Config:  # pylint: disable=too-many-instance-attributes
     project_home: Path = dataclasses.field(default_factory=default_project_home)
     pipeline_name: str = "tabular"
     model_name: str = "tabular"
-    # Folder of CSV files CsvExampleGen reads (every *.csv in it).
+    # Data root: one folder per snapshot (span) matched by span_pattern, in TFX's syntax
+    # ({YYYY}-{MM}-{DD} or {SPAN}), or a flat folder of *.csv files (one span).
     data_root: Path = Path("data")
+    span_pattern: str = "snapshot={YYYY}-{MM}-{DD}/*.csv"
+    # Spans the Trainer learns from: this run's and the train_spans - 1 before it that earlier
+    # runs ingested (cartola.registry.baseline.SpanWindowStrategy).
+    train_spans: int = 1
     # Curated schema imported by ImportSchemaGen (see README, "Updating the schema").
     schema_path: Path = Path("schema/schema.pbtxt")
     # Pipeline artifacts, ML Metadata, pushed models, Airflow home.
@@ -92,6 +97,14 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # a split with a single class always stops it.
     min_positive_rate: float = 0.0
     max_positive_rate: float = 1.0
+
+    # Drift gate (cartola.validation.drift): Jensen-Shannon divergence of each model feature
+    # between this span and the data the served model was trained on, and between this
+    # run's train and eval splits (skew), for features whose schema sets no comparator.
+    # drift_action "stop" fails the run past a threshold; "warn" trains and reports it.
+    drift_threshold: float = 0.1
+    skew_threshold: float = 0.1
+    drift_action: str = "stop"
 
     # Model.
     hidden_units: Tuple[int, ...] = ()
@@ -208,6 +221,18 @@ class Config:  # pylint: disable=too-many-instance-attributes
                               f"{self.csv_decimal!r}")
         if not 0.0 <= self.min_positive_rate <= self.max_positive_rate <= 1.0:
             raise ConfigError("need 0 <= min_positive_rate <= max_positive_rate <= 1")
+        if self.train_spans < 1:
+            raise ConfigError("train_spans must be >= 1")
+        if self.drift_action not in ("stop", "warn"):
+            raise ConfigError(f"drift_action must be 'stop' or 'warn', got {self.drift_action!r}")
+        if not 0.0 < self.drift_threshold <= 1.0 or not 0.0 < self.skew_threshold <= 1.0:
+            raise ConfigError("drift_threshold and skew_threshold are Jensen-Shannon "
+                              "divergences: choose values in (0, 1]")
+        from cartola.data.spans import split_pattern  # pylint: disable=import-outside-toplevel
+        try:
+            split_pattern(self.span_pattern)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if len(self.segment_names) != 3:
             raise ConfigError("segment_names needs three names: positive low, negative high, "
                               "neither")

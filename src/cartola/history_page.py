@@ -11,7 +11,7 @@ from typing import List, Optional
 from cartola.config import Config
 from cartola.registry import served
 from cartola.registry.history import HEADERS, REPORTS_DIR, RunRow, history, table_rows
-from cartola.report import _CSS, _figure_png, _img, _pyplot, _table
+from cartola.report import CSS, figure_png, img, pyplot, table
 
 
 def plot_metrics(rows: List[RunRow]) -> Optional[bytes]:
@@ -19,7 +19,7 @@ def plot_metrics(rows: List[RunRow]) -> Optional[bytes]:
     scored = [r for r in rows if r.ks is not None or r.auc is not None]
     if not scored:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(9, 3.4))
     times = [r.started for r in scored]
     for name, values, color in (("KS", [r.ks for r in scored], "#1565c0"),
@@ -38,7 +38,7 @@ def plot_metrics(rows: List[RunRow]) -> Optional[bytes]:
     axis.legend(loc="lower right", fontsize=8)
     axis.grid(alpha=0.3)
     fig.autofmt_xdate()
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def _serving_now(config: Config) -> str:
@@ -55,7 +55,7 @@ def _serving_now(config: Config) -> str:
             f"<code>{html.escape(str(base / str(version)))}</code>.</p>")
     log = served.served_log(base)
     if log:
-        text += "<h2>Served-version changes</h2>" + _table(
+        text += "<h2>Served-version changes</h2>" + table(
             ["when", "who", "action", "from", "to", "why"],
             [[e["at"], e["by"], e["action"], e["from"], e["to"], e["reason"]] for e in log])
     return text
@@ -75,10 +75,10 @@ def render(config: Config, rows: List[RunRow]) -> str:
     png = plot_metrics(rows)
     title = f"{config.pipeline_name}: run history"
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}"
+            f"<title>{html.escape(title)}</title><style>{CSS}"
             ".history td{text-align:left;vertical-align:top}</style></head><body>"
             f"<h1>{html.escape(title)}</h1>{_serving_now(config)}"
-            + (_img(png, "KS and AUC over time") if png else "")
+            + (img(png, "KS and AUC over time") if png else "")
             + f"<h2>Runs ({len(rows)}, newest first)</h2>"
             f'<table class="history"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
             "</body></html>")

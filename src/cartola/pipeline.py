@@ -1,8 +1,9 @@
 """The TFX pipeline, built from the project config. Runners (local, Airflow) live elsewhere.
 
-CsvExampleGen -> StatisticsGen -> ImportSchemaGen (curated schema) -> ExampleValidator ->
-DataValidationGate -> Transform -> Trainer -> Evaluator (baseline: the model served now) ->
-Pusher (atomic integer versions).
+CsvExampleGen (one span) -> StatisticsGen -> ImportSchemaGen (curated schema) ->
+ExampleValidator -> DataValidationGate, and DriftGate (against the statistics of the served
+model's data) -> Transform (the training window of spans) -> Trainer -> Evaluator (this span's
+eval split; baseline: the model served now) -> Pusher (atomic integer versions).
 """
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ from typing import Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
+from tfx.proto import range_config_pb2
 
 from cartola.components import AtomicPushExecutor, DataValidationGate
 from cartola.config import Config, ConfigError
 from cartola.data.csv_example_gen import csv_example_gen
+from cartola.data.spans import FLAT_PATTERN, Span
 from cartola.metadata import metadata_connection_config
 from cartola.metrics import KolmogorovSmirnov
 from cartola.models import features
-from cartola.registry.baseline import ServedModelStrategy
+from cartola.registry.baseline import (ServedModelStrategy, ServedStatisticsStrategy,
+                                       SpanWindowStrategy)
+from cartola.validation.drift import DriftGate
 
 PREPROCESSING_FN = "tfx_utils.preprocessing_fn"
 RUN_FN = "tfx_utils.run_fn"
@@ -89,19 +94,34 @@ def eval_config(config: Config) -> tfma.EvalConfig:
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
 
 
-def create_pipeline(config: Config, data_root: Optional[str] = None) -> tfx.dsl.Pipeline:
-    """The pipeline for ``config``; ``data_root`` overrides ``config.data_root`` for one run."""
-    data_dir = config.path(Path(data_root)) if data_root else config.data_dir
-    spec = features.feature_spec(config)
-
-    example_gen = csv_example_gen(
+def _example_gen(config: Config, data_dir: Path, span: Optional[Span]):
+    """CsvExampleGen on one span: pinned by a static RangeConfig (TFX records it in ML
+    Metadata), or the newest span when ``span`` is None; a flat folder reads ``*.csv``."""
+    flat = span is not None and span.flat
+    range_config = None
+    if span is not None and not flat:
+        range_config = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
+            start_span_number=span.number, end_span_number=span.number))
+    return csv_example_gen(
         str(data_dir), config.csv_delimiter, config.csv_decimal,
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="single_split", pattern="*.csv")]),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
+            name="single_split", pattern=FLAT_PATTERN if flat else config.span_pattern)]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
             tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
-        ])))
+        ])),
+        range_config=range_config)
+
+
+def create_pipeline(config: Config, data_root: Optional[str] = None,
+                    span: Optional[Span] = None) -> tfx.dsl.Pipeline:
+    """The pipeline for ``config`` on ``span`` (from :func:`cartola.data.spans.resolve_span`;
+    None: ExampleGen's driver takes the newest span). ``data_root`` overrides
+    ``config.data_root`` for one run."""
+    data_dir = config.path(Path(data_root)) if data_root else config.data_dir
+    spec = features.feature_spec(config)
+
+    example_gen = _example_gen(config, data_dir, span)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(frozen_schema(config)))
     example_validator = tfx.components.ExampleValidator(
@@ -110,10 +130,39 @@ def create_pipeline(config: Config, data_root: Optional[str] = None) -> tfx.dsl.
                               statistics=statistics_gen.outputs["statistics"],
                               label=config.label, min_positive_rate=config.min_positive_rate,
                               max_positive_rate=config.max_positive_rate)
+    statistics_resolver = tfx.dsl.Resolver(
+        strategy_class=ServedStatisticsStrategy,
+        config={"serving_dir": str(config.model_serving_dir)},
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                   producer_component_id="StatisticsGen",
+                                   output_key="statistics"),
+        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                 producer_component_id=example_gen.id, output_key="examples"),
+        pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
+    ).with_id("served_statistics_resolver")
+    drift_gate = DriftGate(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+        examples=example_gen.outputs["examples"],
+        baseline_statistics=statistics_resolver.outputs["statistics"],
+        baseline_examples=statistics_resolver.outputs["examples"],
+        features=",".join(config.all_features), drift_threshold=config.drift_threshold,
+        skew_threshold=config.skew_threshold, action=config.drift_action,
+        span_pattern=config.span_pattern)
+    # Every Examples artifact ExampleGen wrote; the strategy keeps this run's span and the
+    # train_spans - 1 spans before it. Runs after ExampleGen, so this run's span is there.
+    window = tfx.dsl.Resolver(
+        strategy_class=SpanWindowStrategy,
+        config={"num_spans": config.train_spans,
+                "span": span.number if span is not None else -1},
+        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                 producer_component_id=example_gen.id, output_key="examples"),
+    ).with_id("training_window")
+    window.add_upstream_node(example_gen)
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        examples=window.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config=spec)
     transform.add_upstream_node(gate)
+    transform.add_upstream_node(drift_gate)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -144,14 +193,16 @@ def create_pipeline(config: Config, data_root: Optional[str] = None) -> tfx.dsl.
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=str(config.pipeline_dir),
-        components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
-                    trainer, model_resolver, evaluator, pusher],
+        components=[example_gen, statistics_gen, schema_gen, example_validator, gate,
+                    statistics_resolver, drift_gate, window, transform, trainer, model_resolver,
+                    evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config(config),
         beam_pipeline_args=list(config.beam_args))
 
 
-def compile_pipeline(config: Config, data_root: Optional[str] = None):
+def compile_pipeline(config: Config, data_root: Optional[str] = None,
+                     span: Optional[Span] = None):
     """Compiled pipeline IR (``pipeline_pb2.Pipeline``)."""
     from tfx.dsl.compiler import compiler  # pylint: disable=import-outside-toplevel
-    return compiler.Compiler().compile(create_pipeline(config, data_root))
+    return compiler.Compiler().compile(create_pipeline(config, data_root, span))

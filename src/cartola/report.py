@@ -144,7 +144,7 @@ def ks_statistic(scores: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 # Figures.
 
-def _figure_png(fig) -> bytes:
+def figure_png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -152,7 +152,7 @@ def _figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _pyplot():
+def pyplot():
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -161,7 +161,7 @@ def _pyplot():
 
 def plot_ks(scores: np.ndarray, labels: np.ndarray) -> bytes:
     """Score histograms of both classes, and their CDFs with the KS gap marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     bins = np.linspace(0, 1, 41)
     for value, name, color in ((0, "label 0", "tab:blue"), (1, "label 1", "tab:orange")):
@@ -183,13 +183,13 @@ def plot_ks(scores: np.ndarray, labels: np.ndarray) -> bytes:
               ylabel="share of class at or below")
     left.legend()
     right.legend(loc="lower right")
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def plot_roc(curves: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> bytes:
     """ROC curves, one per model."""
     from sklearn.metrics import roc_auc_score, roc_curve  # pylint: disable=import-outside-toplevel
-    plt = _pyplot()
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(5.5, 5))
     for name, (scores, labels) in curves.items():
         fpr, tpr, _ = roc_curve(labels, scores)
@@ -197,14 +197,14 @@ def plot_roc(curves: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> bytes:
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
     axis.set(title="ROC (eval split)", xlabel="false positive rate", ylabel="true positive rate")
     axis.legend(loc="lower right")
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def plot_pr(curves: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> bytes:
     """Precision-recall curves, one per model."""
     # pylint: disable=import-outside-toplevel
     from sklearn.metrics import average_precision_score, precision_recall_curve
-    plt = _pyplot()
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(5.5, 5))
     for name, (scores, labels) in curves.items():
         precision, recall, _ = precision_recall_curve(labels, scores)
@@ -215,12 +215,12 @@ def plot_pr(curves: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> bytes:
     axis.set(title="Precision-recall (eval split)", xlabel="recall", ylabel="precision",
              ylim=(0, 1.02))
     axis.legend(loc="lower left")
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def plot_calibration(scores: np.ndarray, labels: np.ndarray) -> bytes:
     """Observed positive rate per predicted-probability decile."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(5.5, 5))
     edges = np.unique(np.quantile(scores, np.linspace(0, 1, 11)))
     groups = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
@@ -231,13 +231,13 @@ def plot_calibration(scores: np.ndarray, labels: np.ndarray) -> bytes:
     axis.set(title="Calibration (eval split)", xlabel="mean predicted probability",
              ylabel="observed positive rate")
     axis.legend(loc="upper left")
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def plot_feature_histograms(stats_by_split: Dict[str, Any],
                             skip: Sequence[str] = ()) -> Optional[bytes]:
     """TFDV's standard histogram of each numeric feature (but ``skip``), one line per split."""
-    plt = _pyplot()
+    plt = pyplot()
     per_feature: Dict[str, Dict[str, Any]] = {}
     for split, stats in stats_by_split.items():
         for feature in stats.features:
@@ -266,7 +266,7 @@ def plot_feature_histograms(stats_by_split: Dict[str, Any],
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("Numeric features: share of examples per histogram bucket (TFDV)")
     fig.tight_layout()
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,19 +286,19 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str = "") -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
                    for row in rows)
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _img(png: bytes, alt: str) -> str:
+def img(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
 max-width:1150px;color:#222;padding:0 1em}
 h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
@@ -320,7 +320,7 @@ def _badge(ok: Optional[bool], yes: str, no: str, unknown: str = "not run") -> s
 def _render(config: Config, summary: dict, sections: List[str]) -> str:
     title = f"{config.report_title or config.pipeline_name + ' run report'}: {summary['run_id']}"
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{html.escape(title)}</h1>" + "".join(sections) + "</body></html>")
 
 
@@ -338,7 +338,7 @@ def _overview(config: Config, run: RunInfo, summary: dict) -> str:
                           "no (not blessed, or identical to the served model)")),
     ]
     rows = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in outcome)
-    nodes = _table(["node", "state", "seconds"],
+    nodes = table(["node", "state", "seconds"],
                    [(name, state, f"{seconds:.1f}") for name, state, seconds in run.nodes])
     return (f"<p>Pipeline <code>{html.escape(config.pipeline_name)}</code>, run "
             f"<code>{html.escape(run.run_id)}</code>, started {html.escape(created)}. "
@@ -355,13 +355,13 @@ def _data_section(config: Config, run: RunInfo, summary: dict, pngs: Dict[str, b
         for split, split_stats in sorted(stats.items(), key=lambda item: item[0] != "train"):
             parts.append(f"<h3>{html.escape(split)} split: {split_stats.num_examples:,} "
                          "examples</h3>")
-            parts.append(_table(["feature", "type", "with a value", "missing", "mean", "std", "min",
+            parts.append(table(["feature", "type", "with a value", "missing", "mean", "std", "min",
                                  "median", "max", "notes"], _feature_rows(split_stats),
                                 css="stats"))
         png = plot_feature_histograms(stats, skip=[config.id_column])
         if png:
             pngs["features"] = png
-            parts.append(_img(png, "feature histograms"))
+            parts.append(img(png, "feature histograms"))
     else:
         parts.append('<p class="muted">StatisticsGen did not run.</p>')
     anomalies_uri = run.output_uri("ExampleValidator", "anomalies")
@@ -416,11 +416,11 @@ def _model_section(run: RunInfo, summary: dict) -> Tuple[str, Optional[dict]]:
                 if evaluation["baseline_location"] else "no baseline model yet (first blessing)")
     parts.append(f"<p>{_badge(summary['blessed'], decision, decision)}; {baseline}.</p>")
     if evaluation["failures"]:
-        parts.append(_table(["slice", "metric", "value", "threshold"],
+        parts.append(table(["slice", "metric", "value", "threshold"],
                             [[f["slice"], f["metric"], f["value"], f["threshold"]]
                              for f in evaluation["failures"]]))
     parts.append("<h3>Overall metrics, eval split</h3>")
-    parts.append(_table(["metric", "this run", "baseline", "difference", "gate"],
+    parts.append(table(["metric", "this run", "baseline", "difference", "gate"],
                         _metrics_rows(evaluation)))
     if evaluation["slices"]:
         names = ["example_count", "auc", "ks", "mean_label", "mean_prediction", "precision",
@@ -432,7 +432,7 @@ def _model_section(run: RunInfo, summary: dict) -> Tuple[str, Optional[dict]]:
                                   else values.get(k) for k in names])
         parts.append("<h3>By slice</h3><p class=\"muted\">AUC and KS need both classes; TFMA "
                      "reports 0 or NaN for a slice with one.</p>")
-        parts.append(_table(["slice"] + names, rows))
+        parts.append(table(["slice"] + names, rows))
     return "".join(parts), evaluation
 
 
@@ -462,9 +462,9 @@ def _curves_section(config: Config, run: RunInfo, evaluation: dict, summary: dic
     return ("<h2>Scores on the eval split</h2>"
             f"<p>The model scored the {len(labels):,} eval examples again: KS = {ks:.4f} at "
             f"probability {threshold:.3f} (TFMA: {_fmt(evaluation['overall'].get('ks'))}).</p>"
-            + _img(pngs["ks"], "KS: score distributions of the two classes")
-            + '<div class="figs">' + _img(pngs["roc"], "ROC curve") + _img(pngs["pr"], "PR curve")
-            + _img(pngs["calibration"], "calibration") + "</div>")
+            + img(pngs["ks"], "KS: score distributions of the two classes")
+            + '<div class="figs">' + img(pngs["roc"], "ROC curve") + img(pngs["pr"], "PR curve")
+            + img(pngs["calibration"], "calibration") + "</div>")
 
 
 def _lineage_section(config: Config, summary: dict) -> str:
@@ -499,9 +499,11 @@ def build_report(config: Config, run_id: Optional[str] = None,
     summary["pushed_version"] = custom_property(pusher, "pushed_version") if pushed else None
     pngs: Dict[str, bytes] = {}
     data = _data_section(config, run, summary, pngs)
+    from cartola.validation.report import drift_section  # pylint: disable=import-outside-toplevel
+    drift = drift_section(config, run, summary, pngs)
     model, evaluation = _model_section(run, summary)
     curves = _curves_section(config, run, evaluation, summary, pngs) if evaluation else ""
-    page = _render(config, summary, [_overview(config, run, summary), data, model, curves,
+    page = _render(config, summary, [_overview(config, run, summary), data, drift, model, curves,
                                      _lineage_section(config, summary)])
 
     out_dir = report_path(config, run.run_id).parent

@@ -17,16 +17,23 @@ Rows are generated in fixed-size chunks, each from its own seed derived from ``(
 so a file of any size is reproducible, memory stays bounded, and a smaller sample is a prefix of
 a larger one with the same seed.
 
-Regenerate the shipped sample with ``python -m cartola.sample_data`` (see ``--help``).
+Weekly snapshots (spans, ``data/snapshot=YYYY-MM-DD/``) change the way a user base does: the
+latest span is the sample above; each earlier week lacks the users who joined since (3% a
+week), still has those who left since (2% a week), and has fewer lineups (``escalacoes``
+counts the season's lineups so far). An optional span after the latest plants a drift in a
+model feature (``avg_3`` shifted up, as after a scoring-rule change).
+
+Regenerate the shipped spans with ``python -m cartola.sample_data`` (see ``--help``).
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -37,6 +44,15 @@ DEFAULT_ROWS = 20_000
 DEFAULT_SEED = 42
 CHUNK_ROWS = 50_000
 FILE_NAME = "cartola_sample.csv"
+# Weekly snapshots: folder name, date of the latest, and the week-to-week change.
+SPAN_FOLDER = "snapshot={date}"
+LATEST_SNAPSHOT = dt.date(2026, 11, 16)
+DEFAULT_WEEKS = 3
+JOINED_PER_WEEK = 0.03
+LEFT_PER_WEEK = 0.02
+LINEUP_RATE = 0.6
+DRIFT_FEATURE = "avg_3"
+DRIFT_SHIFT = 0.3
 # Cartola FC launched in 2005: no account (nor PRO subscription) is older than this.
 MAX_ACCOUNT_YEARS = 20
 
@@ -214,20 +230,65 @@ def generate(n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> pd.DataFra
     return pd.concat(list(iter_chunks(n_rows, seed)), ignore_index=True)
 
 
+def weekly_spans(weeks: int = DEFAULT_WEEKS, n_rows: int = DEFAULT_ROWS,
+                 seed: int = DEFAULT_SEED, latest: dt.date = LATEST_SNAPSHOT,
+                 drift: bool = False) -> Iterator[Tuple[dt.date, pd.DataFrame]]:
+    """(snapshot date, users) per week, oldest first; the latest week is ``generate(n_rows)``.
+
+    ``drift`` adds a week after the latest with ``DRIFT_FEATURE`` shifted by ``DRIFT_SHIFT``.
+    """
+    if weeks < 1:
+        raise ValueError(f"weeks must be positive, got {weeks}")
+    joined, left = int(n_rows * JOINED_PER_WEEK), int(n_rows * LEFT_PER_WEEK)
+    if n_rows - (weeks - 1) * joined < 1:
+        raise ValueError(f"{n_rows} users are too few for {weeks} weeks")
+    users = generate(n_rows + left * (weeks - 1), seed)
+    ids = users[ID_COLUMN].to_numpy(dtype=np.int64)
+    # Users after the first n_rows left before the latest week: the first `left` of them
+    # one week before, the next `left` two weeks before, ...
+    left_weeks_ago = np.where(ids > n_rows, 1 + (ids - n_rows - 1) // max(left, 1), 0)
+    for weeks_ago in range(weeks - 1, -1, -1):
+        present = (ids <= n_rows - weeks_ago * joined) | (
+            (left_weeks_ago > 0) & (left_weeks_ago <= weeks_ago))
+        frame = users[present].reset_index(drop=True)
+        if weeks_ago:
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(10_000 + weeks_ago,)))
+            fewer = rng.binomial(weeks_ago, LINEUP_RATE, size=len(frame))
+            frame["escalacoes"] = (frame["escalacoes"] - fewer).clip(lower=0)
+        yield latest - dt.timedelta(weeks=weeks_ago), frame
+    if drift:
+        frame = users[ids <= n_rows].reset_index(drop=True)
+        frame[DRIFT_FEATURE] = np.round(frame[DRIFT_FEATURE] + DRIFT_SHIFT, 4)
+        yield latest + dt.timedelta(weeks=1), frame
+
+
+def write_spans(root: os.PathLike, weeks: int = DEFAULT_WEEKS, n_rows: int = DEFAULT_ROWS,
+                seed: int = DEFAULT_SEED, latest: dt.date = LATEST_SNAPSHOT,
+                drift: bool = False) -> List[Path]:
+    """Write :func:`weekly_spans` as ``root/snapshot=YYYY-MM-DD/cartola_sample.csv`` files."""
+    return [_write_frames(Path(root) / SPAN_FOLDER.format(date=day.isoformat()) / FILE_NAME,
+                          [frame])
+            for day, frame in weekly_spans(weeks, n_rows, seed, latest, drift)]
+
+
 def write_csv(path: os.PathLike, n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED) -> Path:
-    """Write the sample to ``path`` chunk by chunk; the file appears only once complete.
+    """Write the sample to ``path`` chunk by chunk; the file appears only once complete."""
+    return _write_frames(Path(path), iter_chunks(n_rows, seed))
+
+
+def _write_frames(path: Path, frames: Iterable[pd.DataFrame]) -> Path:
+    """Write ``frames`` to ``path`` as one CSV file, atomically.
 
     The rows go to a hidden temporary file in the same folder (not ``*.csv``, so CsvExampleGen
     never picks it up), which then replaces ``path`` atomically.
     """
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(  # pylint: disable=consider-using-with
         "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False,
         newline="", encoding="utf-8")
     try:
         with handle:
-            for index, chunk in enumerate(iter_chunks(n_rows, seed)):
+            for index, chunk in enumerate(frames):
                 chunk.to_csv(handle, index=False, header=index == 0, lineterminator="\n")
         os.chmod(handle.name, 0o644)
         os.replace(handle.name, path)
@@ -238,26 +299,42 @@ def write_csv(path: os.PathLike, n_rows: int = DEFAULT_ROWS, seed: int = DEFAULT
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Command line: write the sample CSV."""
+    """Command line: write the weekly sample spans (or one CSV file)."""
     parser = argparse.ArgumentParser(
         prog="python -m cartola.sample_data",
-        description="Write the synthetic Cartola PRO sample (deterministic for a given seed).")
+        description="Write the synthetic Cartola PRO sample as weekly snapshot folders "
+                    "(deterministic for a given seed).")
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
                         help=f"number of users (default {DEFAULT_ROWS})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"random seed (default {DEFAULT_SEED})")
+    parser.add_argument("--weeks", type=int, default=DEFAULT_WEEKS,
+                        help=f"weekly spans, the latest dated {LATEST_SNAPSHOT} "
+                             f"(default {DEFAULT_WEEKS})")
+    parser.add_argument("--latest", type=dt.date.fromisoformat, default=LATEST_SNAPSHOT,
+                        help="date of the latest span (default %(default)s)")
+    parser.add_argument("--drift", action="store_true",
+                        help=f"add a span a week after the latest with {DRIFT_FEATURE} "
+                             f"shifted by {DRIFT_SHIFT} (a planted drift)")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"output CSV (default: <config data_dir>/{FILE_NAME})")
+                        help="data root of the spans (default: the config's data_root); with "
+                             "--single, the CSV file")
+    parser.add_argument("--single", action="store_true",
+                        help="write one CSV file (the latest span) instead of span folders")
     args = parser.parse_args(argv)
-    if args.rows < 1:
-        parser.error("--rows must be positive")
-    out = args.out or load_config().data_dir / FILE_NAME
+    if args.rows < 1 or args.weeks < 1:
+        parser.error("--rows and --weeks must be positive")
+    out = args.out or load_config().data_dir
     try:
-        write_csv(out, args.rows, args.seed)
-    except OSError as err:
+        if args.single:
+            written = [write_csv(out if args.out else out / FILE_NAME, args.rows, args.seed)]
+        else:
+            written = write_spans(out, args.weeks, args.rows, args.seed, args.latest, args.drift)
+    except (OSError, ValueError) as err:
         print(f"sample_data: cannot write {out}: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.rows} users to {out}")
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 

@@ -74,6 +74,11 @@ def _header(path: Path, lines: Iterator[str], delimiter: str) -> List[str]:
     return header
 
 
+def file_header(path: Path, delimiter: str = ",") -> List[str]:
+    """Column names of a CSV file (its first line)."""
+    return _header(path, _decoded_lines(path), delimiter)
+
+
 def check_file(path: Path, delimiter: str = ",", decimal: str = ".") -> List[str]:
     """Read one CSV file through; return its header or raise InputDataError."""
     lines = _decoded_lines(path)

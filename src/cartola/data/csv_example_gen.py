@@ -105,9 +105,10 @@ class Executor(tfx_csv.Executor):
 
 
 def csv_example_gen(input_base: str, delimiter: str, decimal: str, input_config,
-                    output_config) -> FileBasedExampleGen:
+                    output_config, range_config=None) -> FileBasedExampleGen:
     """The pipeline's ExampleGen node (id ``CsvExampleGen``)."""
     return FileBasedExampleGen(
         input_base=input_base, input_config=input_config, output_config=output_config,
+        range_config=range_config,
         custom_config=dialect_config(delimiter, decimal),
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor)).with_id(NODE_ID)

@@ -18,17 +18,19 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from cartola.config import Config, load_config
 from cartola.errors import DataValidationError, InputDataError
-from cartola.data.checks import check_input_dir
+from cartola.data.spans import Span, resolve_span
 from cartola.orchestration import topology
 
 log = logging.getLogger(__name__)
 
 STATUS_TASK = "new_model_pushed"
-CONF_KEYS = ("data_root",)
+CONF_KEYS = ("data_root", "span")
+# Runs that train on the span of their data interval; other runs (manual) take the latest.
+INTERVAL_RUN_TYPES = ("scheduled", "backfill")
 # Schedule values that mean "manual triggers only".
 NO_SCHEDULE = ("", "none", "null", "manual")
 DAGRUN_TIMEOUT = timedelta(hours=6)
@@ -56,10 +58,12 @@ def default_args(config: Config, retry_delay: timedelta) -> Dict[str, Any]:
     }
 
 
-def data_root(context: Mapping[str, Any], config: Config) -> Optional[str]:
-    """The run's input folder from ``dag_run.conf`` (None: the configured ``data_root``).
+def run_input(context: Mapping[str, Any], config: Config) -> Tuple[Optional[str], Span]:
+    """The run's data root (None: the configured one) and span.
 
-    Raises AirflowFailException (no retry) for unknown conf keys or an unusable folder.
+    ``dag_run.conf`` may set ``data_root`` and ``span``; otherwise a scheduled or backfill run
+    takes the span dated in its data interval, and a manual run the latest span. Raises
+    AirflowFailException (no retry) for unknown conf keys or a missing or unusable span.
     """
     from airflow.sdk.exceptions import AirflowFailException  # pylint: disable=import-outside-toplevel
     dag_run = context.get("dag_run")
@@ -72,12 +76,28 @@ def data_root(context: Mapping[str, Any], config: Config) -> Optional[str]:
     if value is not None and not isinstance(value, str):
         raise AirflowFailException(f"conf data_root must be a folder path, got {value!r}")
     folder = config.path(Path(value)) if value else config.data_dir
+    interval = None
+    if conf.get("span") is None and str(getattr(dag_run, "run_type", "")) in INTERVAL_RUN_TYPES:
+        interval = (context.get("data_interval_start"), context.get("data_interval_end"))
+        if None in interval:
+            interval = None
     try:
-        check_input_dir(folder, config.csv_delimiter, config.csv_decimal)
+        span = resolve_span(folder, config.span_pattern, conf.get("span"), interval,
+                            config.csv_delimiter, config.csv_decimal)
     except InputDataError as err:
         source = "conf data_root" if value else "config data_root"
         raise AirflowFailException(f"{source}: {err}") from err
-    return str(folder) if value else None
+    return (str(folder) if value else None), span
+
+
+def recorded_span(config: Config, run_id: str) -> Optional[int]:
+    """The span this run's CsvExampleGen ingested (ML Metadata), or None before it ran."""
+    store = _store(config)
+    for execution in node_executions(store, config, run_id, topology.EXAMPLE_GEN):
+        for artifact in _output_artifacts(store, execution):
+            if "span" in artifact.properties:
+                return artifact.properties["span"].int_value
+    return None
 
 
 def pipeline_run_id(context: Mapping[str, Any]) -> str:
@@ -193,6 +213,24 @@ def push_result(config: Config, run_id: str) -> Dict[str, Any]:
 
 # --- Task callables -------------------------------------------------------------------------
 
+def _node_input(node_id: str, context: Mapping[str, Any], config: Config,
+                run_id: str) -> Tuple[Optional[str], Optional[Span]]:
+    """Data root and span for a node: CsvExampleGen resolves the span; the training window
+    takes the span CsvExampleGen recorded in this run (a snapshot landing mid-run changes
+    nothing); other nodes do not read the span."""
+    if node_id == topology.EXAMPLE_GEN:
+        folder, span = run_input(context, config)
+        log.info("span %s (%s)", span.name, span.folder)
+        return folder, span
+    conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
+    folder = str(config.path(Path(conf["data_root"]))) if conf.get("data_root") else None
+    if node_id != topology.TRAINING_WINDOW:
+        return folder, None
+    number = recorded_span(config, run_id)
+    return folder, (Span(number, Path(folder or config.data_dir)) if number is not None
+                    else None)
+
+
 def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
     """Task callable: run pipeline node ``node_id`` for this DAG run.
 
@@ -202,7 +240,7 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
     from airflow.sdk.exceptions import AirflowFailException
     config = load_config()
     run_id = pipeline_run_id(context)
-    folder = data_root(context, config)
+    folder, span = _node_input(node_id, context, config, run_id)
     started = time.monotonic()
     # Already imported when the worker preloaded TFX (cartola.orchestration.preload).
     preloaded = "cartola.pipeline" in sys.modules
@@ -213,7 +251,7 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
     clear_unfinished_execution(config, node_id, run_id)
     try:
         with _plain_argv():
-            run_node(node_id, run_id, folder, config)
+            run_node(node_id, run_id, folder, config, span)
     except DataValidationError as err:
         # Bad data does not get better by retrying: fail the task and the run now.
         raise AirflowFailException(str(err)) from err

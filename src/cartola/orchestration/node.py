@@ -12,10 +12,11 @@ from typing import Optional
 from absl import logging
 
 from cartola.config import Config, load_config
+from cartola.data.spans import Span
 
 
 def run_node(node_id: str, run_id: str, data_root: Optional[str] = None,
-             config: Optional[Config] = None) -> None:
+             config: Optional[Config] = None, span: Optional[Span] = None) -> None:
     """Launch ``node_id`` of the pipeline for pipeline run ``run_id``; raise if it fails."""
     # pylint: disable=import-outside-toplevel
     from tfx.dsl.compiler import constants
@@ -26,7 +27,7 @@ def run_node(node_id: str, run_id: str, data_root: Optional[str] = None,
     from cartola.pipeline import compile_pipeline
 
     config = config or load_config()
-    ir = compile_pipeline(config, data_root)
+    ir = compile_pipeline(config, data_root, span)
     runtime_parameter_utils.substitute_runtime_parameter(
         ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
     deployment = runner_utils.extract_local_deployment_config(ir)

@@ -13,15 +13,22 @@ NODES: Dict[str, Tuple[str, ...]] = {
     "CsvExampleGen": (),
     "ImportSchemaGen": (),
     "served_model_resolver": (),
+    "served_statistics_resolver": (),
     "StatisticsGen": ("CsvExampleGen",),
+    "training_window": ("CsvExampleGen",),
+    "DriftGate": ("CsvExampleGen", "ImportSchemaGen", "StatisticsGen",
+                  "served_statistics_resolver"),
     "ExampleValidator": ("ImportSchemaGen", "StatisticsGen"),
     "DataValidationGate": ("ExampleValidator", "StatisticsGen"),
-    "Transform": ("CsvExampleGen", "DataValidationGate", "ImportSchemaGen"),
+    "Transform": ("DataValidationGate", "DriftGate", "ImportSchemaGen", "training_window"),
     "Trainer": ("ImportSchemaGen", "Transform"),
     "Evaluator": ("CsvExampleGen", "Trainer", "served_model_resolver"),
     "Pusher": ("Evaluator", "Trainer"),
 }
 
+EXAMPLE_GEN = "CsvExampleGen"
+TRAINING_WINDOW = "training_window"
+DRIFT_GATE = "DriftGate"
 PUSHER = "Pusher"
 EVALUATOR = "Evaluator"
 VALIDATION_GATE = "DataValidationGate"

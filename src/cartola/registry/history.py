@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import List, Optional
 
 from cartola.config import Config
-from cartola.registry.runs import (RunInfo, custom_property, execution_property, load_run,
-                                   open_store, pipeline_runs)
+from cartola.data.spans import span_label
+from cartola.registry.runs import (RunInfo, custom_property, examples_span, execution_property,
+                                   load_run, open_store, pipeline_runs)
 
 REPORTS_DIR = "reports"
 # Airflow run id prefixes (``<type>__<logical date>``) and what started the run.
@@ -27,7 +28,7 @@ class RunRow:  # pylint: disable=too-many-instance-attributes
     seconds: float
     trigger: str
     data: str = ""
-    span: Optional[int] = None
+    span: str = ""
     rows: Optional[int] = None
     anomalies: str = ""
     ks: Optional[float] = None
@@ -114,8 +115,8 @@ def run_row(config: Config, run: RunInfo) -> RunRow:
     row.report = report if report.is_file() else None
     examples = run.outputs.get(("CsvExampleGen", "examples"))
     if examples is not None:
-        span = examples.properties["span"].int_value if "span" in examples.properties else None
-        row.span = span
+        number = examples_span(examples)
+        row.span = span_label(number, config.span_pattern) if number else ""
         row.data = str(execution_property(run.executions.get("CsvExampleGen"), "input_base")
                        or examples.uri)
     row.rows = _rows_in(run.output_uri("StatisticsGen", "statistics"))

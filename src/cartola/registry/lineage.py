@@ -15,7 +15,8 @@ from typing import Dict, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from cartola.config import Config
-from cartola.registry.runs import RegistryError, custom_property, execution_property, open_store
+from cartola.registry.runs import (RegistryError, custom_property, examples_span,
+                                   execution_property, open_store)
 from cartola.versions import model_versions
 
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INTERNAL_OUTPUT)
@@ -107,7 +108,7 @@ def _input_notes(execution, examples) -> List[str]:
         patterns = [split.get("pattern", "") for split in config.get("splits", [])]
     except ValueError:
         pass
-    span = examples.properties["span"].int_value if "span" in examples.properties else 0
+    span = examples_span(examples) or 0
     notes.append(f"span {span}; input fingerprint: "
                  f"{custom_property(examples, 'input_fingerprint') or 'not recorded'}")
     for pattern in patterns:
@@ -197,7 +198,7 @@ def forward(config: Config, data: Optional[str] = None,
         if producer is None or not graph.node_and_run(producer)[0].endswith("ExampleGen"):
             continue
         base = str(execution_property(producer, "input_base") or "")
-        example_span = examples.properties["span"].int_value if "span" in examples.properties else 0
+        example_span = examples_span(examples) or 0
         if (wanted is None or base == wanted) and (span is None or example_span == span):
             starts.append(examples)
     versions: Dict[int, List[str]] = {}

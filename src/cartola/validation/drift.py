@@ -1,0 +1,147 @@
+"""Drift and skew gate: Jensen-Shannon divergence of each model feature, measured by TFDV.
+
+Drift compares this span's train split with the train split the served model learned from;
+skew compares this run's train split with its eval split. TFDV's ``validate_statistics`` does
+the measuring (``previous_statistics`` and ``serving_statistics``, with a
+``jensen_shannon_divergence`` comparator per feature: L-infinity is always 0 for numeric
+features). A comparator already in the curated schema wins; other model features get the
+config's thresholds. The gate writes every measurement to ``drift.json`` (the run report draws
+it), then fails the run past a threshold, or only warns when ``drift_action = "warn"``.
+"""
+
+import json
+import os
+from typing import Dict, List, Optional
+
+from absl import logging
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tfx import types
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+from tfx.utils import io_utils
+
+from cartola.data.spans import span_label
+from cartola.errors import DataValidationError
+from cartola.registry.baseline import artifact_span
+
+DRIFT_FILE = "drift.json"
+_JS = anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE
+
+
+class DriftReport(types.Artifact):
+    """Drift and skew measurements of one run (``drift.json``)."""
+
+    TYPE_NAME = "DriftReport"
+
+
+def comparator_schema(schema: schema_pb2.Schema, features: List[str], drift_threshold: float,
+                      skew_threshold: float) -> schema_pb2.Schema:
+    """A copy of ``schema`` with a Jensen-Shannon comparator on every model feature that has
+    none (the schema's own thresholds win)."""
+    result = schema_pb2.Schema()
+    result.CopyFrom(schema)
+    by_name = {feature.name: feature for feature in result.feature}
+    for name in features:
+        feature = by_name.get(name)
+        if feature is None:
+            continue  # not in the schema: ExampleValidator reports it
+        for comparator, threshold in ((feature.drift_comparator, drift_threshold),
+                                      (feature.skew_comparator, skew_threshold)):
+            if not comparator.HasField("jensen_shannon_divergence"):
+                comparator.jensen_shannon_divergence.threshold = threshold
+    return result
+
+
+def measure(train, eval_split, schema: schema_pb2.Schema, baseline=None) -> List[Dict]:
+    """Every Jensen-Shannon measurement: {feature, kind (drift|skew), value, threshold,
+    failed}. ``train``, ``eval_split`` and ``baseline`` are DatasetFeatureStatisticsLists."""
+    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
+    anomalies = tfdv.validate_statistics(train, schema, previous_statistics=baseline,
+                                         serving_statistics=eval_split)
+    rows = []
+    for info in anomalies.drift_skew_info:
+        feature = ".".join(info.path.step)
+        for kind, found in (("drift", info.drift_measurements),
+                            ("skew", info.skew_measurements)):
+            for item in found:
+                if item.type == _JS:
+                    rows.append({"feature": feature, "kind": kind, "value": item.value,
+                                 "threshold": item.threshold,
+                                 "failed": item.value > item.threshold})
+    return sorted(rows, key=lambda row: (row["kind"], row["feature"]))
+
+
+def describe(result: Dict) -> List[str]:
+    """One line per measurement past its threshold."""
+    lines = []
+    for row in result["measurements"]:
+        if not row["failed"]:
+            continue
+        against = (f"span {result['span']} against span {result['baseline_span']}, the served "
+                   "model's training data" if row["kind"] == "drift"
+                   else f"train against eval split of span {result['span']}")
+        lines.append(f"[{row['kind']}] feature {row['feature']!r}: Jensen-Shannon divergence "
+                     f"{row['value']:.4f} is above the threshold {row['threshold']:g} "
+                     f"({against})")
+    return lines
+
+
+def load_result(uri: str) -> Optional[Dict]:
+    """The gate's ``drift.json`` under an output ``uri``, or None."""
+    path = os.path.join(uri, DRIFT_FILE)
+    return json.loads(io_utils.read_string_file(path)) if os.path.isfile(path) else None
+
+
+def _train_eval(statistics: types.Artifact):
+    return [stats_artifact_utils.load_statistics(statistics, split).proto()
+            for split in ("train", "eval")]
+
+
+@component
+def DriftGate(  # pylint: disable=invalid-name,too-many-arguments
+        statistics: InputArtifact[standard_artifacts.ExampleStatistics],
+        schema: InputArtifact[standard_artifacts.Schema],
+        examples: InputArtifact[standard_artifacts.Examples],
+        drift: OutputArtifact[DriftReport],
+        features: Parameter[str], drift_threshold: Parameter[float],
+        skew_threshold: Parameter[float], action: Parameter[str], span_pattern: Parameter[str],
+        baseline_statistics: InputArtifact[standard_artifacts.ExampleStatistics] = None,
+        baseline_examples: InputArtifact[standard_artifacts.Examples] = None,
+) -> None:
+    """Measure drift against the served model's data and train/eval skew; fail the run past
+    a threshold unless ``action`` is "warn". A first run (no served model) measures skew only,
+    and says so."""
+    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
+    checked = comparator_schema(
+        tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt")),
+        [name for name in features.split(",") if name], drift_threshold, skew_threshold)
+    train, eval_split = _train_eval(statistics)
+    baseline = _train_eval(baseline_statistics)[0] if baseline_statistics else None
+    result = {
+        "span": span_label(artifact_span(examples), span_pattern),
+        "statistics": statistics.uri,
+        "baseline_span": (span_label(artifact_span(baseline_examples), span_pattern)
+                          if baseline_statistics and baseline_examples else None),
+        "baseline_statistics": baseline_statistics.uri if baseline_statistics else None,
+        "action": action,
+        "measurements": measure(train, eval_split, checked, baseline),
+    }
+    problems = describe(result)
+    result["problems"] = problems
+    result["status"] = ("failed" if problems and action == "stop"
+                        else "warned" if problems else "passed")
+    io_utils.write_string_file(os.path.join(drift.uri, DRIFT_FILE), json.dumps(result, indent=1))
+    drift.set_string_custom_property("status", result["status"])
+    if baseline_statistics is None:
+        logging.info("Drift: no served model yet, so no baseline to compare with (first run); "
+                     "train/eval skew checked.")
+    if problems and action == "stop":
+        raise DataValidationError(
+            f"drift gate stopped the run with {len(problems)} problem"
+            f"{'' if len(problems) == 1 else 's'} (drift_action = \"warn\" would train anyway; "
+            f"details in {drift.uri}):\n  " + "\n  ".join(problems))
+    for line in problems:
+        logging.warning("Drift (warning only, drift_action = \"warn\"): %s", line)
+    logging.info("Drift gate %s: %d measurements.", result["status"], len(result["measurements"]))
