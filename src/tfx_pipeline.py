@@ -24,8 +24,10 @@ One task per TFX component; each runs the real TFX node for this DAG run (one pi
 ML Metadata per DAG run). Config: project home `{CONFIG.project_home}`, data
 `{CONFIG.data_dir}`, models served from `{CONFIG.model_serving_dir}`.
 
-**Trigger w/ config** `{{"data_root": "/path/to/csv/folder"}}` trains on another folder
-(absolute, or relative to the project home).
+A manual run trains on the latest span (weekly snapshot folder), a scheduled or backfill run
+on the span dated in its data interval. **Trigger w/ config** `{{"span": "2026-11-09"}}` picks
+a span; `{{"data_root": "/path/to/folder"}}` trains on another folder (absolute, or relative to
+the project home).
 
 How a finished run reads:
 
@@ -34,6 +36,7 @@ How a finished run reads:
 | success | success | **success** (green) | a new model version is served |
 | success | success | **skipped** (pink) | not blessed, or identical to the served model: nothing pushed (its log and XCom say which) |
 | **failed** | **failed** (red) | upstream_failed | the data has anomalies (listed in the gate's log): nothing trained or pushed |
+| **failed** | `DriftGate` **failed** | upstream_failed | the span drifted from the served model's data (feature, divergence and threshold in its log) |
 | failed | success | upstream_failed | a component failed after its retries: see the red task's log |
 """
 

@@ -20,8 +20,9 @@ def _span(root, name, text=HEADER + "1,2,0\n"):
     return folder
 
 
-@pytest.fixture
-def weekly(tmp_path):
+@pytest.fixture(name="weekly")
+def fixture_weekly(tmp_path):
+    """Three weekly span folders, a file and a folder that are not spans."""
     for day in ("2026-11-02", "2026-11-09", "2026-11-16"):
         _span(tmp_path, f"snapshot={day}")
     (tmp_path / "notes.txt").write_text("not a span", encoding="utf-8")

@@ -15,8 +15,9 @@ from cartola.registry.baseline import SpanWindowStrategy, artifact_span
 TRANSFORM = "tfx.components.transform.component.Transform"
 
 
-@pytest.fixture
-def store():
+@pytest.fixture(name="store")
+def fixture_store():
+    """An empty in-memory ML Metadata store."""
     config = metadata_store_pb2.ConnectionConfig()
     config.fake_database.SetInParent()
     return metadata_store.MetadataStore(config)

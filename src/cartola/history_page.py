@@ -11,7 +11,7 @@ from typing import List, Optional
 from cartola.config import Config
 from cartola.registry import served
 from cartola.registry.history import HEADERS, REPORTS_DIR, RunRow, history, table_rows
-from cartola.report import CSS, figure_png, img, pyplot, table
+from cartola.pages import CSS, figure_png, img, pyplot, table
 
 
 def plot_metrics(rows: List[RunRow]) -> Optional[bytes]:

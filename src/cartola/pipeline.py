@@ -140,7 +140,7 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
                                  producer_component_id=example_gen.id, output_key="examples"),
         pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
     ).with_id("served_statistics_resolver")
-    drift_gate = DriftGate(
+    drift_gate = DriftGate(  # pylint: disable=no-value-for-parameter
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
         examples=example_gen.outputs["examples"],
         baseline_statistics=statistics_resolver.outputs["statistics"],

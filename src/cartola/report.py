@@ -12,10 +12,8 @@ the PNGs, and ``report.json`` with the key figures. The PNGs are also copied to
 """
 from __future__ import annotations
 
-import base64
 import datetime
 import html
-import io
 import json
 import math
 import os
@@ -29,6 +27,7 @@ from cartola.config import Config
 from cartola.evaluation import load_evaluation
 from cartola.registry.history import report_path
 from cartola.registry.runs import RegistryError, RunInfo, custom_property, load_run
+from cartola.pages import CSS, figure_png, fmt, img, load_statistics, pyplot, split_dirs, table
 from cartola.serving.model import ModelLoadError
 
 ASSETS_PREFIX = "report_"
@@ -39,21 +38,6 @@ _METRIC_ORDER = ("example_count", "auc", "ks", "precision", "recall", "binary_ac
 # --------------------------------------------------------------------------------------------
 # Data: TFDV statistics and anomalies.
 
-def _split_dirs(uri: str) -> Dict[str, Path]:
-    return {p.name[len("Split-"):]: p for p in sorted(Path(uri).glob("Split-*"))}
-
-
-def load_statistics(uri: str) -> Dict[str, Any]:
-    """Split -> DatasetFeatureStatistics of a StatisticsGen artifact."""
-    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
-    result = {}
-    for split, folder in _split_dirs(uri).items():
-        path = folder / "FeatureStats.pb"
-        if path.is_file():
-            result[split] = tfdv.load_stats_binary(str(path)).datasets[0]
-    return result
-
-
 def load_anomalies(uri: str) -> Tuple[List[str], int]:
     """(one line per anomaly, number of splits checked) of an ExampleValidator artifact."""
     # pylint: disable=import-outside-toplevel
@@ -61,7 +45,7 @@ def load_anomalies(uri: str) -> Tuple[List[str], int]:
 
     from cartola.components import ANOMALIES_FILE, describe_anomalies
     per_split = {}
-    for split, folder in _split_dirs(uri).items():
+    for split, folder in split_dirs(uri).items():
         path = folder / ANOMALIES_FILE
         if path.is_file():
             per_split[split] = anomalies_pb2.Anomalies.FromString(path.read_bytes())
@@ -143,21 +127,6 @@ def ks_statistic(scores: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
 
 # --------------------------------------------------------------------------------------------
 # Figures.
-
-def figure_png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def pyplot():
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    return plt
-
 
 def plot_ks(scores: np.ndarray, labels: np.ndarray) -> bytes:
     """Score histograms of both classes, and their CDFs with the KS gap marked."""
@@ -272,45 +241,6 @@ def plot_feature_histograms(stats_by_split: Dict[str, Any],
 # --------------------------------------------------------------------------------------------
 # HTML.
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        if value.is_integer() and abs(value) >= 1000:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
-max-width:1150px;color:#222;padding:0 1em}
-h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-.ok{color:#1a7f37;font-weight:600}.bad{color:#c62828;font-weight:600}
-.muted{color:#777}img{max-width:100%;margin:.4em 0}.figs{display:flex;flex-wrap:wrap;gap:1em}
-code{background:#f4f4f4;padding:0 .3em}table.stats td:last-child{text-align:left}
-"""
-
-
 def _badge(ok: Optional[bool], yes: str, no: str, unknown: str = "not run") -> str:
     if ok is None:
         return f'<span class="muted">{html.escape(unknown)}</span>'
@@ -333,6 +263,9 @@ def _overview(config: Config, run: RunInfo, summary: dict) -> str:
     pushed = summary.get("pushed_version")
     outcome = [
         ("Data validation", _badge(summary.get("data_valid"), "passed", "anomalies found")),
+        ("Drift gate", _badge(None if "drift" not in summary else
+                              summary["drift"]["status"] != "failed",
+                              (summary.get("drift") or {}).get("status", ""), "stopped the run")),
         ("Model blessed", _badge(summary.get("blessed"), "yes", "no")),
         ("Pushed", _badge(summary.get("pushed"), f"version {pushed}",
                           "no (not blessed, or identical to the served model)")),
@@ -461,7 +394,7 @@ def _curves_section(config: Config, run: RunInfo, evaluation: dict, summary: dic
     pngs["calibration"] = plot_calibration(scores, labels)
     return ("<h2>Scores on the eval split</h2>"
             f"<p>The model scored the {len(labels):,} eval examples again: KS = {ks:.4f} at "
-            f"probability {threshold:.3f} (TFMA: {_fmt(evaluation['overall'].get('ks'))}).</p>"
+            f"probability {threshold:.3f} (TFMA: {fmt(evaluation['overall'].get('ks'))}).</p>"
             + img(pngs["ks"], "KS: score distributions of the two classes")
             + '<div class="figs">' + img(pngs["roc"], "ROC curve") + img(pngs["pr"], "PR curve")
             + img(pngs["calibration"], "calibration") + "</div>")

@@ -252,7 +252,8 @@ def weekly_spans(weeks: int = DEFAULT_WEEKS, n_rows: int = DEFAULT_ROWS,
             (left_weeks_ago > 0) & (left_weeks_ago <= weeks_ago))
         frame = users[present].reset_index(drop=True)
         if weeks_ago:
-            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(10_000 + weeks_ago,)))
+            rng = np.random.default_rng(
+                np.random.SeedSequence(seed, spawn_key=(10_000 + weeks_ago,)))
             fewer = rng.binomial(weeks_ago, LINEUP_RATE, size=len(frame))
             frame["escalacoes"] = (frame["escalacoes"] - fewer).clip(lower=0)
         yield latest - dt.timedelta(weeks=weeks_ago), frame

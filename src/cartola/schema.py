@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from cartola.config import load_config
+from cartola.data.spans import latest_folder
 
 MIN_EXAMPLES = 100
 
@@ -89,7 +90,9 @@ def main(argv: Optional[list] = None) -> int:
     """CLI: write the curated schema."""
     config = load_config()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=config.data_dir)
+    parser.add_argument("--data", type=Path,
+                        default=latest_folder(config.data_dir, config.span_pattern),
+                        help="folder of CSV files (default: the latest span, %(default)s)")
     parser.add_argument("--out", type=Path, default=config.path(config.schema_path))
     args = parser.parse_args(argv)
     import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel

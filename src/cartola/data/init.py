@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from cartola.config import Config
 from cartola.data import checks
+from cartola.data.spans import latest_folder
 from cartola.errors import InputDataError
 
 # A string column with more distinct values than this share of rows is free text or a key.
@@ -168,11 +170,13 @@ def init_dataset(target: Path, data_dir: Path, label: str, id_column: Optional[s
     existing = [str(p) for p in (config_path, schema_path) if p.exists()]
     if existing and not force:
         raise InputDataError(f"{existing[0]} exists; pass --force to replace it")
-    files = sorted(data_dir.glob("*.csv")) if data_dir.is_dir() else []
+    # Span folders (the default span_pattern): propose from the latest snapshot.
+    source = latest_folder(data_dir, Config().span_pattern)
+    files = sorted(source.glob("*.csv")) if source.is_dir() else []
     if not files:
-        checks.check_input_dir(data_dir)  # raises the folder's problem
+        checks.check_input_dir(source)  # raises the folder's problem
     delimiter, decimal = sniff_dialect(files[0])
-    statistics = _statistics(data_dir, delimiter, decimal)
+    statistics = _statistics(source, delimiter, decimal)
     proposal = propose(statistics, label, id_column)
     schema = tfdv.infer_schema(statistics, infer_feature_shape=True)
     curate(schema, statistics, label)

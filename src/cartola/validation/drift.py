@@ -88,6 +88,29 @@ def describe(result: Dict) -> List[str]:
     return lines
 
 
+def check(statistics: Dict, schema: schema_pb2.Schema, settings: Dict, span: str,
+          baseline_span: Optional[str] = None) -> Dict:
+    """The gate's verdict: ``statistics`` holds "train", "eval" and "baseline" (None on a first
+    run) DatasetFeatureStatisticsLists; ``settings`` the features, both thresholds and the
+    action ("stop" or "warn"). Returns what ``drift.json`` records."""
+    checked = comparator_schema(schema, settings["features"], settings["drift_threshold"],
+                                settings["skew_threshold"])
+    result = {"span": span, "baseline_span": baseline_span, "action": settings["action"],
+              "measurements": measure(statistics["train"], statistics["eval"], checked,
+                                      statistics["baseline"])}
+    result["problems"] = describe(result)
+    result["status"] = ("failed" if result["problems"] and settings["action"] == "stop"
+                        else "warned" if result["problems"] else "passed")
+    return result
+
+
+def stopped_dir(uri: str) -> str:
+    """Where a stopping gate keeps its ``drift.json``: ``<node>/stopped/<execution id>``
+    beside its output ``<node>/drift/<execution id>``."""
+    execution_dir = os.path.dirname(uri.rstrip("/"))
+    return os.path.join(os.path.dirname(execution_dir), "stopped", os.path.basename(uri))
+
+
 def load_result(uri: str) -> Optional[Dict]:
     """The gate's ``drift.json`` under an output ``uri``, or None."""
     path = os.path.join(uri, DRIFT_FILE)
@@ -100,7 +123,7 @@ def _train_eval(statistics: types.Artifact):
 
 
 @component
-def DriftGate(  # pylint: disable=invalid-name,too-many-arguments
+def DriftGate(  # pylint: disable=invalid-name,too-many-arguments,too-many-positional-arguments
         statistics: InputArtifact[standard_artifacts.ExampleStatistics],
         schema: InputArtifact[standard_artifacts.Schema],
         examples: InputArtifact[standard_artifacts.Examples],
@@ -114,30 +137,29 @@ def DriftGate(  # pylint: disable=invalid-name,too-many-arguments
     a threshold unless ``action`` is "warn". A first run (no served model) measures skew only,
     and says so."""
     import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
-    checked = comparator_schema(
-        tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt")),
-        [name for name in features.split(",") if name], drift_threshold, skew_threshold)
     train, eval_split = _train_eval(statistics)
-    baseline = _train_eval(baseline_statistics)[0] if baseline_statistics else None
-    result = {
-        "span": span_label(artifact_span(examples), span_pattern),
-        "statistics": statistics.uri,
-        "baseline_span": (span_label(artifact_span(baseline_examples), span_pattern)
-                          if baseline_statistics and baseline_examples else None),
-        "baseline_statistics": baseline_statistics.uri if baseline_statistics else None,
-        "action": action,
-        "measurements": measure(train, eval_split, checked, baseline),
-    }
-    problems = describe(result)
-    result["problems"] = problems
-    result["status"] = ("failed" if problems and action == "stop"
-                        else "warned" if problems else "passed")
-    io_utils.write_string_file(os.path.join(drift.uri, DRIFT_FILE), json.dumps(result, indent=1))
+    has_baseline = baseline_statistics is not None and baseline_examples is not None
+    result = check(
+        {"train": train, "eval": eval_split,
+         "baseline": _train_eval(baseline_statistics)[0] if has_baseline else None},
+        tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt")),
+        {"features": [name for name in features.split(",") if name],
+         "drift_threshold": drift_threshold, "skew_threshold": skew_threshold,
+         "action": action},
+        span_label(artifact_span(examples), span_pattern),
+        span_label(artifact_span(baseline_examples), span_pattern) if has_baseline else None)
+    result["statistics"] = statistics.uri
+    result["baseline_statistics"] = baseline_statistics.uri if has_baseline else None
+    problems = result["problems"]
+    text = json.dumps(result, indent=1)
+    io_utils.write_string_file(os.path.join(drift.uri, DRIFT_FILE), text)
     drift.set_string_custom_property("status", result["status"])
     if baseline_statistics is None:
         logging.info("Drift: no served model yet, so no baseline to compare with (first run); "
                      "train/eval skew checked.")
     if problems and action == "stop":
+        # TFX deletes a failed execution's outputs; keep the verdict for the run report.
+        io_utils.write_string_file(os.path.join(stopped_dir(drift.uri), DRIFT_FILE), text)
         raise DataValidationError(
             f"drift gate stopped the run with {len(problems)} problem"
             f"{'' if len(problems) == 1 else 's'} (drift_action = \"warn\" would train anyway; "

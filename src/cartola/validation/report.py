@@ -10,19 +10,19 @@ import numpy as np
 
 from cartola.config import Config
 from cartola.registry.runs import RunInfo
-from cartola.report import figure_png, img, load_statistics, pyplot, table
-from cartola.validation.drift import load_result
+from cartola.pages import figure_png, img, load_statistics, pyplot, table
+from cartola.validation.drift import load_result, stopped_dir
 
 NODE = "DriftGate"
 KEY = "drift"
 
 
 def drift_result(config: Config, run: RunInfo) -> Optional[Dict[str, Any]]:
-    """The run's ``drift.json``: from the published artifact, or, when the gate failed (TFX
-    publishes no outputs then), from its execution's output folder."""
+    """The run's ``drift.json``: from the published artifact, or, when the gate stopped the
+    run (TFX deletes a failed execution's outputs), from where the gate kept it."""
     uri = run.output_uri(NODE, KEY)
     if uri is None and NODE in run.executions:
-        uri = str(config.pipeline_dir / NODE / KEY / str(run.executions[NODE].id))
+        uri = stopped_dir(str(config.pipeline_dir / NODE / KEY / str(run.executions[NODE].id)))
     return load_result(uri) if uri else None
 
 
