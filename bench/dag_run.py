@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Callable, Dict
 
 import airflow2_env
-from cartola.config import load_config
+from cartola.config import Config, load_config
+from cartola.data.spans import latest_folder
 from cartola.orchestration import processes
 from cartola.orchestration.airflow_local import config_env, local_airflow
 from cartola.orchestration.services import free_port
@@ -156,7 +157,9 @@ def run_local(data_root: Path, timeout: float) -> Dict[str, object]:
 def main() -> int:
     """Run the variants one after the other and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--data-root", type=Path, default=REPO / "data")
+    parser.add_argument("--data-root", type=Path,
+                        default=latest_folder(REPO / "data", Config().span_pattern),
+                        help="a folder of CSV files (default: the latest sample span)")
     parser.add_argument("--only", default=",".join(ORDER),
                         help=f"comma-separated subset of {','.join(ORDER)}")
     parser.add_argument("--timeout", type=float, default=3600)

@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # pylint: disable=wrong-import-position
 from cartola.config import load_config
+from cartola.data.spans import latest_folder
 from cartola.serving.client import ServingClient
 from cartola.serving.model import ServedModel, build_examples, columns_from_instances
 from cartola.versions import model_versions
@@ -40,7 +41,7 @@ from cartola.versions import model_versions
 
 def _rows(config, features, count: int) -> List[Dict]:
     """``count`` rows of raw features from the configured data, else made up (seeded)."""
-    files = sorted(config.data_dir.glob("*.csv"))
+    files = sorted(latest_folder(config.data_dir, config.span_pattern).glob("*.csv"))
     if files:
         frame = pd.read_csv(files[0], nrows=count, usecols=list(features))
         while len(frame) < count:

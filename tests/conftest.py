@@ -41,8 +41,8 @@ def pushed_project(tmp_path_factory):
 def profile_config(home: Path, profile: str, **overrides) -> Config:
     """A config for a local Airflow in ``profile`` under ``home`` (manual runs only)."""
     from cartola.orchestration.services import free_port  # pylint: disable=import-outside-toplevel
-    return make_config(home, schedule="none", airflow_profile=profile,
-                       airflow_port=free_port(), **overrides)
+    values = {"schedule": "none", "airflow_profile": profile, "airflow_port": free_port()}
+    return make_config(home, **{**values, **overrides})
 
 
 @pytest.fixture(scope="session")

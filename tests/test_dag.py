@@ -37,8 +37,8 @@ out = {"seconds": seconds, "import_errors": {k: str(v) for k, v in bag.import_er
        "dags": {}}
 for dag_id, dag in bag.dags.items():
     out["dags"][dag_id] = {
-        "schedule": dag.schedule if isinstance(dag.schedule, (str, type(None)))
-                    else str(dag.schedule),
+        "schedule": None if dag.schedule is None else
+                    [type(dag.timetable).__name__, dag.timetable.expression],
         "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
         "dagrun_timeout": dag.dagrun_timeout.total_seconds() if dag.dagrun_timeout else None,
         "doc_md": bool(dag.doc_md),
@@ -89,7 +89,9 @@ def test_parsing_imports_no_tensorflow_or_tfx(parsed):
 def test_schedule_and_defaults_follow_the_config(parsed):
     config = make_config(Path("/nonexistent"))
     dag = parsed["dags"][config.pipeline_name]
-    assert dag["schedule"] == config.schedule == "@weekly"
+    # A data-interval timetable: a weekly run's interval is the week its span is dated in.
+    assert config.schedule == "@weekly"
+    assert dag["schedule"] == ["CronDataIntervalTimetable", "0 0 * * 0"]
     assert dag["catchup"] is False
     assert dag["max_active_runs"] == 1
     assert dag["dagrun_timeout"] == airflow_tasks.DAGRUN_TIMEOUT.total_seconds()
@@ -107,7 +109,7 @@ def test_config_from_the_environment_reaches_the_dag(tmp_path):
     parsed = parse_dag(tmp_path, pipeline_name="other_pipeline", schedule="@daily",
                        retries="5")
     dag = parsed["dags"]["other_pipeline"]
-    assert dag["schedule"] == "@daily"
+    assert dag["schedule"] == ["CronDataIntervalTimetable", "0 0 * * *"]
     assert {task["retries"] for task_id, task in dag["tasks"].items()
             if task_id != airflow_tasks.STATUS_TASK} == {5}
     manual = parse_dag(tmp_path, schedule="none")
@@ -194,10 +196,11 @@ def test_run_id_is_the_airflow_run_id():
     assert airflow_tasks.pipeline_run_id(_context()) == "manual__2025-01-01T00:00:00+00:00"
 
 
-@pytest.mark.parametrize("value,expected", [("@weekly", "@weekly"), ("0 3 * * 1", "0 3 * * 1"),
+@pytest.mark.parametrize("value,expected", [("@weekly", "0 0 * * 0"), ("0 3 * * 1", "0 3 * * 1"),
                                             ("none", None), ("", None)])
 def test_schedule_values(value, expected):
-    assert airflow_tasks.schedule(make_config(Path("/x"), schedule=value)) == expected
+    timetable = airflow_tasks.schedule(make_config(Path("/x"), schedule=value))
+    assert (timetable if expected is None else timetable.expression) == expected
 
 
 def test_status_task_succeeds_on_push_and_skips_otherwise(airflow_env):

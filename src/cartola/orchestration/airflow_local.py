@@ -459,7 +459,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--port", type=int, help="API server port on 127.0.0.1 "
                                                  "(default: config airflow_port, 8080)")
     parser.add_argument("--config", help="TOML config file (default: $CARTOLA_CONFIG)")
-    parser.add_argument("--data-root", help="trigger: folder of CSV files for this run")
+    parser.add_argument("--data-root", help="trigger: data root for this run")
+    parser.add_argument("--span", help="trigger: the span to train on (default: the latest)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -485,6 +486,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
         elif args.command == "trigger":
             conf = {"data_root": str(Path(args.data_root).resolve())} if args.data_root else {}
+            if args.span:
+                conf["span"] = args.span
             run_id = local.trigger(config.pipeline_name, conf)
             print(f"triggered {run_id}\n{local.url}/dags/{config.pipeline_name}/runs/"
                   f"{quote(run_id)}")

@@ -40,10 +40,22 @@ MAX_RETRY_DELAY = timedelta(hours=1)
 _DONE_STATES = ("COMPLETE", "CACHED")
 
 
-def schedule(config: Config) -> Optional[str]:
-    """The DAG's schedule: ``config.schedule``, or None (manual only) for "" / "none"."""
+def schedule(config: Config) -> Any:
+    """The DAG's schedule: ``config.schedule`` (cron or preset) as a data-interval timetable,
+    or None (manual only) for "" / "none".
+
+    Airflow 3 turns a cron string into a trigger timetable, whose runs have an empty data
+    interval; spans map to data intervals (a weekly run reads the snapshot dated in its week),
+    so the DAG asks for ``CronDataIntervalTimetable`` whatever the Airflow's
+    ``create_cron_data_intervals`` says.
+    """
     value = config.schedule.strip()
-    return None if value.lower() in NO_SCHEDULE else value
+    if value.lower() in NO_SCHEDULE:
+        return None
+    if value in ("@once", "@continuous"):
+        return value
+    from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable  # pylint: disable=import-outside-toplevel
+    return CronDataIntervalTimetable(value, "UTC")
 
 
 def default_args(config: Config, retry_delay: timedelta) -> Dict[str, Any]:
@@ -92,11 +104,13 @@ def run_input(context: Mapping[str, Any], config: Config) -> Tuple[Optional[str]
 
 def recorded_span(config: Config, run_id: str) -> Optional[int]:
     """The span this run's CsvExampleGen ingested (ML Metadata), or None before it ran."""
+    from cartola.registry.runs import examples_span  # pylint: disable=import-outside-toplevel
     store = _store(config)
     for execution in node_executions(store, config, run_id, topology.EXAMPLE_GEN):
         for artifact in _output_artifacts(store, execution):
-            if "span" in artifact.properties:
-                return artifact.properties["span"].int_value
+            span = examples_span(artifact)
+            if span is not None:
+                return span
     return None
 
 

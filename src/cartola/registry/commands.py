@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                     "With --data and/or --span: the versions trained on that data.")
     lineage.add_argument("version", nargs="?", type=int, help="a pushed model version")
     lineage.add_argument("--data", help="an input folder (forward lineage)")
-    lineage.add_argument("--span", type=int, help="a span of the input (forward lineage)")
+    lineage.add_argument("--span", help="a span of the input, YYYY-MM-DD for date spans "
+                                        "(forward lineage)")
     lineage.set_defaults(func=_lineage)
 
     for name, help_text in (("rollback", "serve an earlier version (default: the one before)"),
@@ -93,6 +94,8 @@ def _models(args: argparse.Namespace) -> int:
 
 def _lineage(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
+    from cartola.data.spans import parse_requested
+    from cartola.errors import InputDataError
     from cartola.registry import lineage
     from cartola.registry.runs import RegistryError
     config = load_config(args.config)
@@ -103,8 +106,9 @@ def _lineage(args: argparse.Namespace) -> int:
             for step in lineage.backward(config, args.version):
                 print(step.line())
             return 0
-        found = lineage.forward(config, args.data, args.span)
-    except RegistryError as err:
+        span = None if args.span is None else parse_requested(args.span, config.span_pattern)
+        found = lineage.forward(config, args.data, span)
+    except (RegistryError, InputDataError) as err:
         return fail(str(err))
     if not found:
         print("no pushed version was trained on that data")

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from cartola.config import Config
+from cartola.data.spans import span_label
 from cartola.registry.runs import (RegistryError, custom_property, examples_span,
                                    execution_property, open_store)
 from cartola.versions import model_versions
@@ -98,7 +99,7 @@ class _Graph:
                 for e in events]
 
 
-def _input_notes(execution, examples) -> List[str]:
+def _input_notes(execution, examples, span_pattern: str) -> List[str]:
     """The ExampleGen's input folder, pattern, span and the files it matches today."""
     base = execution_property(execution, "input_base") or ""
     notes = [f"input folder: {base}"]
@@ -108,8 +109,8 @@ def _input_notes(execution, examples) -> List[str]:
         patterns = [split.get("pattern", "") for split in config.get("splits", [])]
     except ValueError:
         pass
-    span = examples_span(examples) or 0
-    notes.append(f"span {span}; input fingerprint: "
+    span = examples_span(examples)
+    notes.append(f"span {span_label(span, span_pattern) if span else 0}; input fingerprint: "
                  f"{custom_property(examples, 'input_fingerprint') or 'not recorded'}")
     for pattern in patterns:
         files = sorted(Path(base).glob(pattern)) if base and pattern else []
@@ -174,7 +175,7 @@ def backward(config: Config, version: int) -> List[Step]:
         if node == "ImportSchemaGen":
             step.notes = [f"schema file: {execution_property(producer, 'schema_file')}"]
         if node.endswith("ExampleGen"):
-            step.notes = _input_notes(producer, artifact)
+            step.notes = _input_notes(producer, artifact, config.span_pattern)
             for check_depth, check_key, check in _checks_on(graph, artifact):
                 visit(check_key, check, depth + check_depth, follow=False)
         inputs = graph.events(producer.id, [metadata_store_pb2.Event.INPUT])
