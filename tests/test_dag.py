@@ -179,7 +179,8 @@ def test_span_of_a_run_from_conf_interval_or_latest(tmp_path, airflow_env):  # p
     assert airflow_tasks.run_input(_context(), config)[1].name == "2026-11-16"
     assert airflow_tasks.run_input(_context({"span": "2026-11-02"}), config)[1].name == \
         "2026-11-02"
-    for run_type in ("scheduled", "backfill"):
+    from airflow.sdk.api.datamodels._generated import DagRunType  # what tasks get
+    for run_type in ("scheduled", DagRunType.SCHEDULED, DagRunType.BACKFILL):
         assert airflow_tasks.run_input(_context(run_type=run_type, interval=week),
                                        config)[1].name == "2026-11-09"
     # A manual run ignores its interval; conf wins over the interval.

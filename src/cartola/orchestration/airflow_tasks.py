@@ -89,7 +89,9 @@ def run_input(context: Mapping[str, Any], config: Config) -> Tuple[Optional[str]
         raise AirflowFailException(f"conf data_root must be a folder path, got {value!r}")
     folder = config.path(Path(value)) if value else config.data_dir
     interval = None
-    if conf.get("span") is None and str(getattr(dag_run, "run_type", "")) in INTERVAL_RUN_TYPES:
+    run_type = getattr(dag_run, "run_type", "")
+    run_type = getattr(run_type, "value", run_type)  # the Task SDK gives an Enum
+    if conf.get("span") is None and run_type in INTERVAL_RUN_TYPES:
         interval = (context.get("data_interval_start"), context.get("data_interval_end"))
         if None in interval:
             interval = None
