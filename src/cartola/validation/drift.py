@@ -107,8 +107,8 @@ def check(statistics: Dict, schema: schema_pb2.Schema, settings: Dict, span: str
 def stopped_dir(uri: str) -> str:
     """Where a stopping gate keeps its ``drift.json``: ``<node>/stopped/<execution id>``
     beside its output ``<node>/drift/<execution id>``."""
-    execution_dir = os.path.dirname(uri.rstrip("/"))
-    return os.path.join(os.path.dirname(execution_dir), "stopped", os.path.basename(uri))
+    key_dir = os.path.dirname(uri.rstrip("/"))
+    return os.path.join(os.path.dirname(key_dir), "stopped", os.path.basename(uri.rstrip("/")))
 
 
 def load_result(uri: str) -> Optional[Dict]:
