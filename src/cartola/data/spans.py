@@ -61,6 +61,8 @@ def span_label(number: Optional[int], pattern: str) -> str:
     """How messages name a span number: its date for date patterns, else the number."""
     if number is None:
         return "?"
+    if number == 0 and is_date_pattern(pattern):
+        return "flat folder"  # no span folders: the data root itself is span 0
     return span_to_date(number).isoformat() if is_date_pattern(pattern) else str(number)
 
 
