@@ -1,7 +1,8 @@
 """The Airflow DAG end to end on the sample data, on Airflow 3 in each profile:
-`airflow dags test`; the real scheduler, DAG processor and API server (SQLite, LocalExecutor)
-with a REST trigger and a task killed by SIGKILL mid-run; the production profile (PostgreSQL
-for Airflow and ML Metadata, TFX preloaded); and CeleryExecutor with two workers.
+`airflow dags test` (a push, a cached rerun, bad data); the real scheduler, DAG processor and
+API server (SQLite, LocalExecutor) running a backfill over weekly spans with a task killed by
+SIGKILL mid-run; the production profile (PostgreSQL for Airflow and ML Metadata, TFX
+preloaded) with a REST trigger; and CeleryExecutor with two workers.
 
 Each test starts what it needs in a temporary project home and AIRFLOW_HOME, servers
 included, and stops it again.
@@ -68,10 +69,12 @@ def task_states(local, run_id) -> dict:
     return {row["task_id"]: row["state"] for row in json.loads(out.stdout.strip().splitlines()[-1])}
 
 
-@pytest.mark.timeout(1500)
-def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
+@pytest.mark.timeout(2000)
+def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing_then_bad_data_stops(tmp_path):
     """Trigger conf data_root -> model version 1; the same run again is cached, evaluates
-    against version 1 and ends with new_model_pushed skipped: no duplicate version."""
+    against version 1 and ends with new_model_pushed skipped: no duplicate version. Then a
+    label value 2: DataValidationGate fails at once (no retry), nothing downstream runs, the
+    gate's log names the feature, and serving is unchanged."""
     config = make_config(tmp_path / "project", schedule="none")
     other_data = tmp_path / "other_data"
     other_data.mkdir()
@@ -104,14 +107,6 @@ def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing(tmp_path):
     assert staging_dirs(config) == []
     assert all(len(found) == 1 for found in node_states(config, run_2).values())
 
-
-@pytest.mark.timeout(900)
-def test_dags_test_on_bad_data_fails_at_the_gate(tmp_path):
-    """A label value 2: DataValidationGate fails at once (no retry), nothing downstream
-    runs, the gate's log names the feature, nothing is pushed."""
-    config = make_config(tmp_path / "project", schedule="none")
-    local = local_airflow(config, export_config=True)
-    local.prepare()
     bad_data = tmp_path / "bad_data"
     bad_data.mkdir()
     lines = SAMPLE_CSV.read_text(encoding="utf-8").splitlines()
@@ -120,15 +115,15 @@ def test_dags_test_on_bad_data_fails_at_the_gate(tmp_path):
     (bad_data / "data.csv").write_text("\n".join([lines[0], ",".join(row)] + lines[2:3000])
                                        + "\n", encoding="utf-8")
     result = dags_test(local, {"data_root": str(bad_data)})
-    (run_id,) = run_ids(config)
-    states = task_states(local, run_id)
+    run_3 = (set(run_ids(config)) - {run_1, run_2}).pop()
+    states = task_states(local, run_3)
     assert states[topology.VALIDATION_GATE] == "failed", states
     assert {states[task] for task in ("Transform", "Trainer", "Evaluator", "Pusher",
                                       airflow_tasks.STATUS_TASK)} == {"upstream_failed"}
     gate_log = (result.stdout + result.stderr
-                + local.task_log(DAG_ID, run_id, topology.VALIDATION_GATE, 1))
+                + local.task_log(DAG_ID, run_3, topology.VALIDATION_GATE, 1))
     assert "feature 'pro_target'" in gate_log
-    assert model_versions(config.model_serving_dir) == []
+    assert model_versions(config.model_serving_dir) == [1]
 
 
 def _wait_for_trainer_executor(local, run_id, timeout=900) -> int:
@@ -168,49 +163,6 @@ def preloaded_tasks(local, run_id) -> set:
     """Task ids whose log says TFX was already imported by the worker they forked from."""
     return {task for task in topology.NODES
             if "(TFX already loaded)" in local.task_log(DAG_ID, run_id, task, 1)}
-
-
-@pytest.mark.timeout(1500)
-def test_scheduler_run_through_rest_api_survives_kill_9(tmp_path):
-    """Embedded profile (SQLite, LocalExecutor): trigger via REST; SIGKILL the Trainer's task
-    process while it trains; Airflow retries it; the run succeeds with one model, one
-    pipeline run in MLMD and exactly one finished execution per node."""
-    config = profile_config(tmp_path / "project", "sqlite")
-    local = local_airflow(config, export_config=True,
-                          env_extra={"AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2"})
-    started = local.start()
-    try:
-        assert started["password"] and (os.stat(local.password_file).st_mode & 0o777) == 0o600
-        assert local.start()["already_running"]  # idempotent
-        run_id = local.trigger(DAG_ID)
-        pid = _wait_for_trainer_executor(local, run_id)
-        os.kill(pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        state = local.wait_run(DAG_ID, run_id, timeout=900)
-        tis = local.task_instances(DAG_ID, run_id)
-        retry_log = local.task_log(DAG_ID, run_id, "Trainer", 2)
-        preloaded = preloaded_tasks(local, run_id)
-    finally:
-        stopped = local.stop()
-    print(f"run finished {time.monotonic() - killed_at:.0f} s after the kill")
-    assert state == "success", {task: ti["state"] for task, ti in tis.items()}
-    assert stopped == ["scheduler", "dag-processor", "api-server"]
-    assert not any(local.running().values())
-
-    assert tis["Trainer"]["try_number"] == 2
-    assert "removed its partial outputs" in retry_log
-    assert {ti["state"] for ti in tis.values()} == {"success"}
-    assert roots_overlapped(tis)
-    # The killed Trainer attempt never logged its timing line; its retry did.
-    assert preloaded == set(topology.NODES) - {"Trainer"}
-    assert "(TFX already loaded)" in retry_log
-    assert model_versions(config.model_serving_dir) == [1]
-    assert staging_dirs(config) == []
-    assert run_ids(config) == [run_id]
-    assert node_states(config, run_id) == {node: ["COMPLETE"] for node in topology.NODES}
-    # The retry reused the killed execution's id: one output folder per key, all published.
-    for key in ("model", "model_run"):
-        assert len(list((config.pipeline_dir / "Trainer" / key).iterdir())) == 1
 
 
 @pytest.mark.timeout(1500)
@@ -273,55 +225,43 @@ def _inputs(store, execution) -> dict:
     return found
 
 
-@pytest.mark.timeout(1800)
-def test_backfill_trains_span_after_span_and_stops_at_drift(tmp_path):
-    """`airflow backfill create` over three weekly intervals, on the embedded profile with
-    the real scheduler: three backfill runs, one after the other, on the three matching
-    spans (as ML Metadata records them). Week 1 pushes version 1; week 2 trains on its span
-    and the Evaluator compares challenger and champion (version 1's model) on that span's
-    eval split, pushing only if blessed; week 3's planted drift stops at DriftGate naming the
-    feature, with serving unchanged."""
-    from cartola.data.spans import span_label
-    from cartola.registry.runs import examples_span
-    data = tmp_path / "data"
-    _backfill_data(data)
-    config = profile_config(tmp_path / "project", "sqlite", data_root=str(data),
-                            schedule="@weekly")
-    # Paused until the backfill exists, so the scheduler's own latest run (week 3) is not
-    # created first: it then finds the backfill's run for that date and skips it.
-    local = local_airflow(config, export_config=True,
-                          env_extra={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"})
-    local.start()
-    try:
-        local.api.wait_dag(DAG_ID, timeout=300)
-        local.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", "2026-11-01",
-                      "--to-date", "2026-11-15", "--max-active-runs", "1")
-        local.airflow("dags", "unpause", DAG_ID)
-        deadline = time.monotonic() + 1500
-        while True:
-            runs = local.api.dag_runs(DAG_ID)
-            if len(runs) >= 3 and all(r["state"] in ("success", "failed") for r in runs):
-                break
-            assert time.monotonic() < deadline, runs
-            time.sleep(5)
-        runs = sorted(runs, key=lambda r: r["logical_date"])
-        tis = [local.task_instances(DAG_ID, r["dag_run_id"]) for r in runs]
-        drift_log = local.task_log(DAG_ID, runs[2]["dag_run_id"], topology.DRIFT_GATE, 1)
-    finally:
-        local.stop()
-    assert [r["run_type"] for r in runs] == ["backfill"] * 3, runs
-    assert [r["logical_date"][:10] for r in runs] == ["2026-11-01", "2026-11-08", "2026-11-15"]
-    assert all(a["end_date"] <= b["start_date"] for a, b in zip(runs, runs[1:])), runs
-    ids = [r["dag_run_id"] for r in runs]
-    assert [span_label(airflow_tasks.recorded_span(config, run_id), config.span_pattern)
-            for run_id in ids] == ["2026-11-02", "2026-11-09", "2026-11-16"]
-    assert [r["state"] for r in runs] == ["success", "success", "failed"]
+def _wait_for_runs(local, count: int, timeout: float) -> list:
+    """The DAG's runs, oldest first, once there are ``count`` (waiting ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = local.api.dag_runs(DAG_ID)
+        if len(runs) >= count:
+            return sorted(runs, key=lambda r: r["logical_date"])
+        assert time.monotonic() < deadline, runs
+        time.sleep(2)
 
-    first = airflow_tasks.push_result(config, ids[0])
-    assert first["pushed"] and first["version"] == "1", first
+
+def _assert_survived_kill(config, run_id, tis, retry_log, preloaded) -> None:
+    """The run whose Trainer was killed: the retry cleaned up and ran with TFX preloaded."""
+    assert tis["Trainer"]["try_number"] == 2
+    assert "removed its partial outputs" in retry_log
+    assert {ti["state"] for ti in tis.values()} == {"success"}
+    assert roots_overlapped(tis)
+    # The killed Trainer attempt never logged its timing line; its retry did.
+    assert preloaded == set(topology.NODES) - {"Trainer"}
+    assert "(TFX already loaded)" in retry_log
+    assert staging_dirs(config) == []
+    assert node_states(config, run_id) == {node: ["COMPLETE"] for node in topology.NODES}
+
+
+def _assert_week_2_challenged_the_champion(config, ids) -> dict:
+    """Weeks 1 and 2 each trained once; week 2's Evaluator read week 2's span and week 1's
+    model as the baseline. Returns week 2's push result."""
+    from cartola.registry.runs import examples_span
     store = open_store(config)
-    (trainer_1,) = airflow_tasks.node_executions(store, config, ids[0], "Trainer")
-    (model_1,) = [a for a in airflow_tasks._output_artifacts(store, trainer_1)  # pylint: disable=protected-access
+    trainers = [airflow_tasks.node_executions(store, config, run_id, "Trainer")
+                for run_id in ids[:2]]
+    assert [len(found) for found in trainers] == [1, 1]
+    # The retry reused the killed execution's id: one output folder per Trainer execution.
+    for key in ("model", "model_run"):
+        assert sorted(p.name for p in (config.pipeline_dir / "Trainer" / key).iterdir()) == \
+            sorted(str(found[0].id) for found in trainers)
+    (model_1,) = [a for a in airflow_tasks._output_artifacts(store, trainers[0][0])  # pylint: disable=protected-access
                   if a.uri.split("/")[-2] == "model"]
     (evaluator_2,) = airflow_tasks.node_executions(store, config, ids[1], "Evaluator")
     inputs = _inputs(store, evaluator_2)
@@ -332,6 +272,70 @@ def test_backfill_trains_span_after_span_and_stops_at_drift(tmp_path):
     assert second["pushed"] == (second["blessed"] is True), second
     served = model_versions(config.model_serving_dir)
     assert served == ([1, 2] if second["pushed"] else [1]), (served, second)
+    return second
+
+
+@pytest.mark.timeout(2400)
+def test_backfill_span_after_span_survives_kill_9_and_stops_at_drift(tmp_path):
+    """`airflow backfill create` over three weekly intervals, on the embedded profile
+    (SQLite, LocalExecutor) with the real scheduler, DAG processor and API server: three
+    backfill runs, one after the other, on the three matching spans (as ML Metadata records
+    them).
+
+    Week 1: the Trainer's task process is killed by SIGKILL while it trains; Airflow retries
+    it and the run pushes version 1, with exactly one finished execution per node. Week 2
+    trains on its span and the Evaluator compares challenger and champion (version 1's
+    model) on that span's eval split, pushing only if blessed. Week 3's planted drift stops
+    at DriftGate naming the feature, with serving unchanged."""
+    from cartola.data.spans import span_label
+    data = tmp_path / "data"
+    _backfill_data(data)
+    config = profile_config(tmp_path / "project", "sqlite", data_root=str(data),
+                            schedule="@weekly")
+    # Paused until the backfill exists, so the scheduler's own latest run (week 3) is not
+    # created first: it then finds the backfill's run for that date and skips it.
+    local = local_airflow(config, export_config=True,
+                          env_extra={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                                     "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2"})
+    started = local.start()
+    try:
+        assert started["password"] and (os.stat(local.password_file).st_mode & 0o777) == 0o600
+        assert local.start()["already_running"]  # idempotent
+        local.api.wait_dag(DAG_ID, timeout=300)
+        local.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", "2026-11-01",
+                      "--to-date", "2026-11-15", "--max-active-runs", "1")
+        local.airflow("dags", "unpause", DAG_ID)
+        first_id = _wait_for_runs(local, 1, 300)[0]["dag_run_id"]
+        os.kill(_wait_for_trainer_executor(local, first_id), signal.SIGKILL)
+        deadline = time.monotonic() + 2000
+        while True:
+            runs = _wait_for_runs(local, 3, 900)
+            if all(r["state"] in ("success", "failed") for r in runs):
+                break
+            assert time.monotonic() < deadline, runs
+            time.sleep(5)
+        tis = [local.task_instances(DAG_ID, r["dag_run_id"]) for r in runs]
+        drift_log = local.task_log(DAG_ID, runs[2]["dag_run_id"], topology.DRIFT_GATE, 1)
+        retry_log = local.task_log(DAG_ID, first_id, "Trainer", 2)
+        preloaded = preloaded_tasks(local, first_id)
+    finally:
+        stopped = local.stop()
+    assert stopped == ["scheduler", "dag-processor", "api-server"]
+    assert not any(local.running().values())
+    assert [r["run_type"] for r in runs] == ["backfill"] * 3, runs
+    assert [r["logical_date"][:10] for r in runs] == ["2026-11-01", "2026-11-08", "2026-11-15"]
+    assert all(a["end_date"] <= b["start_date"] for a, b in zip(runs, runs[1:])), runs
+    ids = [r["dag_run_id"] for r in runs]
+    assert ids[0] == first_id
+    assert [span_label(airflow_tasks.recorded_span(config, run_id), config.span_pattern)
+            for run_id in ids] == ["2026-11-02", "2026-11-09", "2026-11-16"]
+    assert [r["state"] for r in runs] == ["success", "success", "failed"]
+
+    _assert_survived_kill(config, ids[0], tis[0], retry_log, preloaded)
+    first = airflow_tasks.push_result(config, ids[0])
+    assert first["pushed"] and first["version"] == "1", first
+
+    second = _assert_week_2_challenged_the_champion(config, ids)
 
     assert tis[2][topology.DRIFT_GATE]["state"] == "failed"
     assert tis[2]["Transform"]["state"] == "upstream_failed"

@@ -179,3 +179,28 @@ def test_run_fn_exports_model_scoring_raw_examples(transformed, tmp_path):
     np.testing.assert_allclose(by_name, by_example, rtol=1e-5)
     labels = np.array([row["pro_target"] for row in rows[:20]])
     assert by_example[labels == 1].mean() > by_example[labels == 0].mean()
+
+
+def test_epoch_summary_prints_every_n_epochs_the_last_and_early_stopping():
+    import tf_keras
+    from cartola.models.model import EpochSummary
+    x = np.linspace(-1, 1, 64, dtype="float32").reshape(-1, 1)
+    y = (x > 0).astype("float32")
+
+    def fit(epochs, callbacks):
+        model = tf_keras.Sequential([tf_keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="sgd", loss="binary_crossentropy")
+        model.fit(x, y, epochs=epochs, verbose=0, callbacks=callbacks)
+
+    lines: list = []
+    fit(7, [EpochSummary(3, 7, lines.append)])
+    assert [line.split(" - ")[0] for line in lines] == ["epoch 3/7", "epoch 6/7", "epoch 7/7"]
+    assert all("loss: " in line and line.endswith(" s)") for line in lines), lines
+
+    lines = []
+    # patience 0 on a loss that cannot improve by 10: the second epoch ends the fit
+    stop = tf_keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
+    fit(50, [stop, EpochSummary(10, 50, lines.append)])
+    assert [line.split(" - ")[0] for line in lines] == ["epoch 2/50",
+                                                        "early stopping after epoch 2/50 "
+                                                        "(best weights restored)"]

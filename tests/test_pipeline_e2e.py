@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,10 @@ def test_cli_run_on_bad_data_exits_3_and_reports_the_anomaly(pushed_project, tmp
     assert main(["run", "--data-root", bad]) == 3
     out, err = capsys.readouterr()
     assert "'pro_target'" in err and "nothing trained or pushed" in err
+    # Progress lines came as the components ran, ending at the gate that stopped the run.
+    assert re.search(r"^\[\d+:\d\d\] CsvExampleGen finished in \d+\.\d s \(\d+/\d+ done\)$",
+                     err, re.M), err
+    assert re.search(r"^\[\d+:\d\d\] DataValidationGate started ", err, re.M), err
     report = Path(out.split("run report: ", 1)[1].split()[0])
     assert "pro_target" in report.read_text(encoding="utf-8")
     assert tree_digest(config.path(config.serving_dir)) == before

@@ -22,11 +22,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(name="spans_home", scope="module")
-def fixture_spans_home(tmp_path_factory):
+def fixture_spans_home(tmp_path_factory, pushed_project):
     """(config file, data root): the shipped spans, the generator's planted-drift span
-    (2026-11-23) and a unit-bug span (2026-11-30); version 1 trained on 2026-11-16."""
-    from cartola.config import load_config
-    from cartola.orchestration.local import run_local
+    (2026-11-23) and a unit-bug span (2026-11-30), in the session's pushed project (whose
+    version 1 trained on the latest shipped span, 2026-11-16)."""
+    config, result = pushed_project
+    assert result["pushed_version"] == 1 and result["span"].name == "2026-11-16", result
     root = tmp_path_factory.mktemp("spans")
     data = root / "data"
     for folder in sorted((REPO / "data").glob("snapshot=*")):
@@ -39,12 +40,9 @@ def fixture_spans_home(tmp_path_factory):
     (data / "snapshot=2026-11-30").mkdir()
     unit_bug.to_csv(data / "snapshot=2026-11-30" / SAMPLE_CSV.name, index=False)
     config_file = root / "config.toml"
-    config_file.write_text(f'extends = "cartola"\nproject_home = "{root / "project"}"\n'
+    config_file.write_text(f'extends = "cartola"\nproject_home = "{config.project_home}"\n'
                            f'data_root = "{data}"\nschema_path = "{SCHEMA}"\n',
                            encoding="utf-8")
-    config = load_config(config_file, environ={})
-    result = run_local(config, span="2026-11-16")
-    assert result["pushed_version"] == 1 and result["span"].name == "2026-11-16", result
     return config_file, data
 
 

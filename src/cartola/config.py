@@ -112,6 +112,8 @@ class Config:  # pylint: disable=too-many-instance-attributes
     batch_size: int = 256
     max_epochs: int = 60
     early_stopping_patience: int = 5
+    # The Trainer prints one line every epoch_log_every epochs (and the last), not one each.
+    epoch_log_every: int = 10
     seed: int = 42
 
     # Blessing: absolute floors and allowed regression against the last blessed model.
@@ -223,6 +225,8 @@ class Config:  # pylint: disable=too-many-instance-attributes
             raise ConfigError("need 0 <= min_positive_rate <= max_positive_rate <= 1")
         if self.train_spans < 1:
             raise ConfigError("train_spans must be >= 1")
+        if self.epoch_log_every < 1:
+            raise ConfigError(f"epoch_log_every must be >= 1, got {self.epoch_log_every}")
         if self.drift_action not in ("stop", "warn"):
             raise ConfigError(f"drift_action must be 'stop' or 'warn', got {self.drift_action!r}")
         if not 0.0 < self.drift_threshold <= 1.0 or not 0.0 < self.skew_threshold <= 1.0:

@@ -43,6 +43,7 @@ def feature_spec(config) -> Dict[str, Any]:
         "batch_size": int(config.batch_size),
         "max_epochs": int(config.max_epochs),
         "patience": int(config.early_stopping_patience),
+        "log_every": int(config.epoch_log_every),
         "seed": int(config.seed),
         "code_version": code_version(),
     }

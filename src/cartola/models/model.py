@@ -12,6 +12,7 @@ Both return ``{"probability": [batch, 1]}``, the PRO probability.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Dict
 
 # TFX 1.16 expects Keras 2; TF 2.16 ships Keras 3 unless this is set before TF is imported.
@@ -111,6 +112,41 @@ def add_signatures(model: tf_keras.Model, tf_transform_output, spec) -> Dict[str
             "predict_raw": serve_raw.get_concrete_function()}
 
 
+class EpochSummary(tf_keras.callbacks.Callback):
+    """One line every ``every`` epochs and one for the last epoch (saying whether early
+    stopping ended the fit), instead of Keras's line per epoch."""
+
+    def __init__(self, every: int, max_epochs: int, write=print):
+        super().__init__()
+        self.every, self.max_epochs, self.write = every, max_epochs, write
+        self.begun = time.monotonic()
+        self.last: tuple = ()
+
+    def on_train_begin(self, logs=None):
+        self.begun = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last = (epoch + 1, dict(logs or {}), False)
+        if (epoch + 1) % self.every == 0:
+            self._line(*self.last[:2])
+            self.last = (epoch + 1, self.last[1], True)
+
+    def on_train_end(self, logs=None):
+        if not self.last:
+            return
+        epoch, values, printed = self.last
+        if not printed:
+            self._line(epoch, values)
+        if epoch < self.max_epochs:
+            self.write(f"early stopping after epoch {epoch}/{self.max_epochs} "
+                       "(best weights restored)")
+
+    def _line(self, epoch: int, values: dict) -> None:
+        metrics = " - ".join(f"{name}: {value:.4f}" for name, value in sorted(values.items()))
+        self.write(f"epoch {epoch}/{self.max_epochs} - {metrics} "
+                   f"({time.monotonic() - self.begun:.1f} s)")
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point; ``fn_args.custom_config`` is :func:`features.feature_spec`."""
     spec = fn_args.custom_config
@@ -122,8 +158,9 @@ def run_fn(fn_args: FnArgs) -> None:
                           False)
     model = build_model(spec, tf_transform_output)
     model.fit(
-        train, validation_data=evaluation, epochs=spec["max_epochs"], verbose=2,
+        train, validation_data=evaluation, epochs=spec["max_epochs"], verbose=0,
         callbacks=[
+            EpochSummary(spec.get("log_every", 10), spec["max_epochs"]),
             tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec["patience"],
                                              restore_best_weights=True),
             tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])

@@ -8,6 +8,7 @@ from typing import Optional
 from cartola.versions import model_versions
 from cartola.config import Config
 from cartola.data.spans import resolve_span
+from cartola.orchestration.progress import component_progress
 
 
 def run_local(config: Config, data_root: Optional[str] = None,
@@ -22,7 +23,9 @@ def run_local(config: Config, data_root: Optional[str] = None,
     from cartola.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
     before = model_versions(config.model_serving_dir)
     started = time.monotonic()
-    LocalDagRunner().run(create_pipeline(config, data_root, resolved))
+    pipeline = create_pipeline(config, data_root, resolved)
+    with component_progress(len(pipeline.components)):
+        LocalDagRunner().run(pipeline)
     after = model_versions(config.model_serving_dir)
     pushed = sorted(set(after) - set(before))
     return {"seconds": time.monotonic() - started, "span": resolved,

@@ -1,0 +1,70 @@
+"""Progress lines for in-process runs: one timed line as each pipeline component starts,
+finishes or is skipped, printed as it happens rather than at the end."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from typing import Callable, Iterator, Optional, TextIO
+
+# The messages TFX's LocalDagRunner logs around each node (absl, INFO level).
+STARTED = "Component %s is running."
+FINISHED = "Component %s is finished."
+SKIPPED = "Skipping component %s."
+
+
+def clock(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``) for an elapsed time."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class ComponentProgress(logging.Filter):
+    """A filter on TFX's logger that prints a line per component event it sees and lets
+    through only the records the logger would have let through before it was opened up to
+    INFO (so the run is no noisier than without it)."""
+
+    def __init__(self, total: int, stream: TextIO, floor: int,
+                 now: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.total, self.stream, self.floor, self.now = total, stream, floor, now
+        self.begun = now()
+        self.started: dict = {}
+        self.done = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in (STARTED, FINISHED, SKIPPED) and record.args:
+            self.event(record.msg, str(record.args[0]))
+        return record.levelno >= self.floor
+
+    def event(self, message: str, node: str) -> None:
+        """Print one progress line for ``node``."""
+        at = self.now()
+        if message == STARTED:
+            self.started[node] = at
+            what = "started"
+        else:
+            self.done += 1
+            what = (f"finished in {at - self.started.get(node, at):.1f} s"
+                    if message == FINISHED else "skipped")
+        self.stream.write(f"[{clock(at - self.begun)}] {node} {what} "
+                          f"({self.done}/{self.total} done)\n")
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def component_progress(total: int, stream: Optional[TextIO] = None,
+                       logger_name: str = "absl") -> Iterator[ComponentProgress]:
+    """Print component progress lines to ``stream`` (stderr) while the block runs."""
+    logger = logging.getLogger(logger_name)
+    level, floor = logger.level, logger.getEffectiveLevel()
+    progress = ComponentProgress(total, stream or sys.stderr, floor)
+    logger.addFilter(progress)
+    logger.setLevel(min(floor, logging.INFO))
+    try:
+        yield progress
+    finally:
+        logger.setLevel(level)
+        logger.removeFilter(progress)
