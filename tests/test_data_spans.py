@@ -111,3 +111,16 @@ def test_same_span_twice_is_an_error(tmp_path):
     _span(tmp_path, "span-01")
     with pytest.raises(InputDataError, match="same span 1"):
         spans.list_spans(tmp_path, "span-{SPAN}/*.csv")
+
+
+def test_find_span_locates_an_ingested_span_without_checks(tmp_path):
+    pattern = "snapshot={YYYY}-{MM}-{DD}/*.csv"
+    for day in ("2026-11-02", "2026-11-09"):
+        (tmp_path / f"snapshot={day}").mkdir()
+    found = spans.find_span(tmp_path, pattern, spans.date_to_span(dt.date(2026, 11, 9)))
+    assert found.folder == tmp_path / "snapshot=2026-11-09" and not found.flat
+    assert spans.find_span(tmp_path, pattern, spans.date_to_span(dt.date(2026, 11, 16))) is None
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    assert spans.find_span(flat, pattern, 0).flat and spans.find_span(flat, pattern, 3) is None
+    assert spans.find_span(tmp_path / "gone", pattern, 0) is None

@@ -204,3 +204,27 @@ def test_epoch_summary_prints_every_n_epochs_the_last_and_early_stopping():
     assert [line.split(" - ")[0] for line in lines] == ["epoch 2/50",
                                                         "early stopping after epoch 2/50 "
                                                         "(best weights restored)"]
+
+
+def test_training_plan_grows_the_batch_with_the_data():
+    from cartola.models.model import training_plan
+    # The sample's 15,000 training rows keep the batch of 256 (59 steps per epoch).
+    assert training_plan(15_000, 0) == {"batch_size": 256, "steps_per_epoch": 59}
+    assert training_plan(75_000, 0) == {"batch_size": 1024, "steps_per_epoch": 74}
+    assert training_plan(750_000, 0) == {"batch_size": 8192, "steps_per_epoch": 92}
+    assert training_plan(7_500_000, 0)["batch_size"] == 8192
+    assert training_plan(10, 0) == {"batch_size": 256, "steps_per_epoch": 1}
+    assert training_plan(750_000, 32) == {"batch_size": 32, "steps_per_epoch": 23_438}
+
+
+def test_count_records_reads_gzip_and_plain_tfrecords(tmp_path):
+    from cartola.models.model import count_records
+    for name, options in (("part-0.gz", "GZIP"), ("part-1.gz", "GZIP")):
+        with tf.io.TFRecordWriter(str(tmp_path / name), options) as writer:
+            for index in range(7):
+                writer.write(f"record {index}".encode())
+    (tmp_path / "plain").mkdir()
+    with tf.io.TFRecordWriter(str(tmp_path / "plain" / "part-0")) as writer:
+        writer.write(b"one")
+    assert count_records([str(tmp_path / "*.gz")]) == 14
+    assert count_records([str(tmp_path / "plain" / "*")]) == 1

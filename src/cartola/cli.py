@@ -47,6 +47,7 @@ def _run(args) -> int:
     serving = config.model_serving_dir
     print(f"pipeline finished in {result['seconds']:.1f} s on span {result['span'].name} "
           f"({result['span'].folder})")
+    print(f"beam: {result['beam']}")
     if result["pushed_version"] is not None:
         print(f"pushed model: {serving / str(result['pushed_version'])}")
     else:

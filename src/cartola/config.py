@@ -109,7 +109,9 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # Model.
     hidden_units: Tuple[int, ...] = ()
     learning_rate: float = 0.05
-    batch_size: int = 256
+    # 0: derived from the training rows (cartola.models.model.training_plan: 256 for the
+    # sample, up to 8192 for millions of rows); > 0: that batch size.
+    batch_size: int = 0
     max_epochs: int = 60
     early_stopping_patience: int = 5
     # The Trainer prints one line every epoch_log_every epochs (and the last), not one each.
@@ -134,7 +136,14 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # Orchestration.
     schedule: str = "@weekly"
     retries: int = 2
-    beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    # Beam (cartola.orchestration.beam): "auto" runs DirectRunner in memory on one worker
+    # below beam_multi_processing_mb of span input and in multi-processing mode on
+    # beam_workers processes (0: every core) from there; "in_memory" / "multi_processing"
+    # force one. beam_args are added; naming --runner or a DirectRunner mode there wins.
+    beam_mode: str = "auto"
+    beam_workers: int = 0
+    beam_multi_processing_mb: float = 32.0
+    beam_args: Tuple[str, ...] = ()
     enable_cache: bool = True
     # Local Airflow (cartola.orchestration.airflow_local, docs/AIRFLOW.md): "sqlite" (embedded:
     # SQLite, LocalExecutor), "postgres" (Airflow's database and ML Metadata on PostgreSQL,
@@ -225,6 +234,14 @@ class Config:  # pylint: disable=too-many-instance-attributes
             raise ConfigError("need 0 <= min_positive_rate <= max_positive_rate <= 1")
         if self.train_spans < 1:
             raise ConfigError("train_spans must be >= 1")
+        if self.beam_mode not in ("auto", "in_memory", "multi_processing"):
+            raise ConfigError("beam_mode must be 'auto', 'in_memory' or 'multi_processing', "
+                              f"got {self.beam_mode!r}")
+        if self.batch_size < 0:
+            raise ConfigError(f"batch_size must be >= 0 (0: derived), got {self.batch_size}")
+        if self.beam_workers < 0:
+            raise ConfigError(f"beam_workers must be >= 0 (0: every core), got "
+                              f"{self.beam_workers}")
         if self.epoch_log_every < 1:
             raise ConfigError(f"epoch_log_every must be >= 1, got {self.epoch_log_every}")
         if self.drift_action not in ("stop", "warn"):

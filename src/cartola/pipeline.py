@@ -23,6 +23,7 @@ from cartola.data.csv_example_gen import csv_example_gen
 from cartola.data.spans import FLAT_PATTERN, Span
 from cartola.metadata import metadata_connection_config
 from cartola.metrics import KolmogorovSmirnov
+from cartola.orchestration import beam
 from cartola.models import features
 from cartola.registry.baseline import (ServedModelStrategy, ServedStatisticsStrategy,
                                        SpanWindowStrategy)
@@ -198,7 +199,7 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
                     evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config(config),
-        beam_pipeline_args=list(config.beam_args))
+        beam_pipeline_args=beam.for_span(config, span).args)
 
 
 def compile_pipeline(config: Config, data_root: Optional[str] = None,

@@ -118,6 +118,17 @@ def list_spans(data_dir: Path, pattern: str) -> List[Span]:
     return [spans[number] for number in sorted(spans)]
 
 
+def find_span(data_dir: Path, pattern: str, number: int) -> Optional[Span]:
+    """The span numbered ``number`` as it lies under ``data_dir`` (no file checks: for
+    tasks that read a span ExampleGen already ingested), or None when it is gone."""
+    if not data_dir.is_dir():
+        return None
+    found = list_spans(data_dir, pattern)
+    if not found:
+        return Span(0, data_dir, flat=True) if number == 0 else None
+    return next((span for span in found if span.number == number), None)
+
+
 def latest_folder(data_dir: Path, pattern: str) -> Path:
     """The newest span's folder, or ``data_dir`` itself when it holds no span folders (no
     file checks: for defaults shown in ``--help``)."""

@@ -30,11 +30,38 @@ from cartola.models import features
 OUTPUT_KEY = "probability"
 
 
-def _dataset(file_pattern, data_accessor, tf_transform_output, spec, shuffle: bool):
+# Derived batch sizes keep an epoch near this many steps, so early stopping looks at the
+# validation loss about as often per row seen on 20 thousand rows as on millions.
+STEPS_PER_EPOCH = 50
+MIN_BATCH, MAX_BATCH = 256, 8192
+
+
+def training_plan(train_rows: int, configured_batch: int) -> Dict[str, int]:
+    """Batch size and steps per epoch for ``train_rows`` examples: the configured batch size
+    when it is > 0, else the largest power of two up to ``train_rows / STEPS_PER_EPOCH``,
+    kept within [MIN_BATCH, MAX_BATCH]."""
+    if configured_batch > 0:
+        batch = configured_batch
+    else:
+        target = max(train_rows // STEPS_PER_EPOCH, 1)
+        batch = min(max(1 << (target.bit_length() - 1), MIN_BATCH), MAX_BATCH)
+    return {"batch_size": batch, "steps_per_epoch": max(-(-train_rows // batch), 1)}
+
+
+def count_records(file_patterns) -> int:
+    """Examples in TFRecord files (gzip or not), counted in TensorFlow, not in Python."""
+    files = sorted(name for pattern in file_patterns for name in tf.io.gfile.glob(pattern))
+    compression = "GZIP" if files and all(name.endswith(".gz") for name in files) else ""
+    dataset = tf.data.TFRecordDataset(files, compression_type=compression)
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+def _dataset(file_pattern, data_accessor, tf_transform_output, spec, shuffle: bool,
+             batch_size: int):
     return data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(
-            batch_size=spec["batch_size"], label_key=features.LABEL_KEY, num_epochs=1,
+            batch_size=batch_size, label_key=features.LABEL_KEY, num_epochs=1,
             shuffle=shuffle, shuffle_seed=spec["seed"]),
         tf_transform_output.transformed_metadata.schema)
 
@@ -122,16 +149,19 @@ class EpochSummary(tf_keras.callbacks.Callback):
         self.begun = time.monotonic()
         self.last: tuple = ()
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs=None):  # pylint: disable=unused-argument
+        """Start the clock the lines show."""
         self.begun = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
+        """A line every ``every`` epochs; remember the rest for the last line."""
         self.last = (epoch + 1, dict(logs or {}), False)
         if (epoch + 1) % self.every == 0:
             self._line(*self.last[:2])
             self.last = (epoch + 1, self.last[1], True)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs=None):  # pylint: disable=unused-argument
+        """The last epoch's line, and whether early stopping ended the fit."""
         if not self.last:
             return
         epoch, values, printed = self.last
@@ -153,9 +183,16 @@ def run_fn(fn_args: FnArgs) -> None:
     tf_keras.utils.set_random_seed(spec["seed"])
     tf.config.experimental.enable_op_determinism()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, True)
+    rows = count_records(fn_args.train_files)
+    plan = training_plan(rows, spec["batch_size"])
+    print(f"training on {rows} rows: batch size {plan['batch_size']} "
+          f"({'configured' if spec['batch_size'] > 0 else 'derived'}), "
+          f"{plan['steps_per_epoch']} steps per epoch, up to {spec['max_epochs']} epochs",
+          flush=True)
+    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, True,
+                     plan["batch_size"])
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
-                          False)
+                          False, plan["batch_size"])
     model = build_model(spec, tf_transform_output)
     model.fit(
         train, validation_data=evaluation, epochs=spec["max_epochs"], verbose=0,

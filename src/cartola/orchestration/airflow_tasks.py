@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from cartola.config import Config, load_config
 from cartola.errors import DataValidationError, InputDataError
-from cartola.data.spans import Span, resolve_span
+from cartola.data.spans import Span, find_span, resolve_span
 from cartola.orchestration import topology
 
 log = logging.getLogger(__name__)
@@ -231,20 +231,21 @@ def push_result(config: Config, run_id: str) -> Dict[str, Any]:
 
 def _node_input(node_id: str, context: Mapping[str, Any], config: Config,
                 run_id: str) -> Tuple[Optional[str], Optional[Span]]:
-    """Data root and span for a node: CsvExampleGen resolves the span; the training window
-    takes the span CsvExampleGen recorded in this run (a snapshot landing mid-run changes
-    nothing); other nodes do not read the span."""
+    """Data root and span for a node: CsvExampleGen resolves the span; later nodes take the
+    span CsvExampleGen recorded in this run (a snapshot landing mid-run changes nothing): the
+    training window reads its number, Beam nodes the size of its files."""
     if node_id == topology.EXAMPLE_GEN:
         folder, span = run_input(context, config)
         log.info("span %s (%s)", span.name, span.folder)
         return folder, span
     conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
     folder = str(config.path(Path(conf["data_root"]))) if conf.get("data_root") else None
-    if node_id != topology.TRAINING_WINDOW:
-        return folder, None
     number = recorded_span(config, run_id)
-    return folder, (Span(number, Path(folder or config.data_dir)) if number is not None
-                    else None)
+    if number is None:
+        return folder, None
+    # The span's own folder, so Beam nodes size their runner by its files.
+    data_dir = Path(folder or config.data_dir)
+    return folder, find_span(data_dir, config.span_pattern, number) or Span(number, data_dir)
 
 
 def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Run the whole pipeline in this process with TFX's LocalDagRunner."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -8,13 +9,14 @@ from typing import Optional
 from cartola.versions import model_versions
 from cartola.config import Config
 from cartola.data.spans import resolve_span
+from cartola.orchestration import beam
 from cartola.orchestration.progress import component_progress
 
 
 def run_local(config: Config, data_root: Optional[str] = None,
               span: Optional[str] = None) -> dict:
-    """Run the pipeline once on ``span`` (None: the latest); returns the span, what changed in
-    the serving folder and the wall time."""
+    """Run the pipeline once on ``span`` (None: the latest); returns the span, the Beam
+    choice, what changed in the serving folder and the wall time."""
     resolved = resolve_span(config.path(Path(data_root)) if data_root else config.data_dir,
                             config.span_pattern, span, delimiter=config.csv_delimiter,
                             decimal=config.csv_decimal)
@@ -24,10 +26,12 @@ def run_local(config: Config, data_root: Optional[str] = None,
     before = model_versions(config.model_serving_dir)
     started = time.monotonic()
     pipeline = create_pipeline(config, data_root, resolved)
+    choice = beam.for_span(config, resolved)
+    print(f"beam: {choice.reason}", file=sys.stderr, flush=True)
     with component_progress(len(pipeline.components)):
         LocalDagRunner().run(pipeline)
     after = model_versions(config.model_serving_dir)
     pushed = sorted(set(after) - set(before))
-    return {"seconds": time.monotonic() - started, "span": resolved,
+    return {"seconds": time.monotonic() - started, "span": resolved, "beam": choice.reason,
             "pushed_version": pushed[-1] if pushed else None,
             "latest_version": after[-1] if after else None}

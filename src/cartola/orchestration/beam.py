@@ -1,0 +1,66 @@
+"""Beam pipeline options by data size: the in-memory DirectRunner for small spans, its
+multi-processing mode on every core for large ones, or whatever runner the config names."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, NamedTuple, Optional
+
+from cartola.data.spans import FLAT_PATTERN, Span, split_pattern
+
+MODES = ("auto", "in_memory", "multi_processing")
+# Options that mean the user chose the runner or its mode: beam_args then win outright.
+_RUNNER_FLAGS = ("--runner", "--direct_running_mode", "--direct_num_workers")
+
+
+class BeamChoice(NamedTuple):
+    """The pipeline's Beam options and why (the run summary prints ``reason``)."""
+
+    args: List[str]
+    reason: str
+
+
+def data_bytes(folder: Optional[Path], files_glob: str) -> Optional[int]:
+    """Bytes of a span's input files, or None when there is no folder to measure."""
+    if folder is None or not folder.is_dir():
+        return None
+    return sum(path.stat().st_size for path in folder.glob(files_glob) if path.is_file())
+
+
+def workers(configured: int) -> int:
+    """Worker processes for multi-processing: the configured number, or every core (0)."""
+    return configured if configured > 0 else max(len(os.sched_getaffinity(0)), 1)
+
+
+def choose(config, size: Optional[int]) -> BeamChoice:
+    """Beam options for a span of ``size`` bytes (None: unknown, e.g. a node that reads no
+    input files).
+
+    ``beam_args`` naming a runner or DirectRunner mode win as given. Otherwise ``beam_mode``
+    decides; "auto" picks multi-processing from ``beam_multi_processing_mb`` of input up,
+    since starting a worker pool costs more than it saves on small data.
+    """
+    extra = list(config.beam_args)
+    if any(arg.split("=", 1)[0] in _RUNNER_FLAGS for arg in extra):
+        return BeamChoice(extra, "runner from beam_args")
+    mode = config.beam_mode
+    megabytes = None if size is None else size / 1e6
+    if mode == "auto":
+        large = megabytes is not None and megabytes >= config.beam_multi_processing_mb
+        mode = "multi_processing" if large else "in_memory"
+        why = ("input size unknown" if megabytes is None else
+               f"{megabytes:.1f} MB of input {'>=' if large else '<'} "
+               f"beam_multi_processing_mb = {config.beam_multi_processing_mb:g}")
+    else:
+        why = f"beam_mode = {mode}"
+    count = workers(config.beam_workers) if mode == "multi_processing" else 1
+    return BeamChoice(
+        [f"--direct_running_mode={mode}", f"--direct_num_workers={count}"] + extra,
+        f"DirectRunner {mode.replace('_', '-')}, {count} worker{'s' if count > 1 else ''} "
+        f"({why})")
+
+
+def for_span(config, span: Optional[Span]) -> BeamChoice:
+    """Beam options for a run on ``span`` (None: not known to this process)."""
+    files = FLAT_PATTERN if span is None or span.flat else split_pattern(config.span_pattern)[1]
+    return choose(config, data_bytes(span.folder if span is not None else None, files))

@@ -1,0 +1,61 @@
+"""Beam options by span size: in memory on one worker for small spans, multi-processing on
+every core for large ones, the config's mode or runner when it names one."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import LATEST_SPAN, make_config
+from cartola.config import ConfigError
+from cartola.data.spans import Span, resolve_span
+from cartola.orchestration import beam
+
+
+def test_auto_picks_by_size_and_says_why(tmp_path):
+    config = make_config(tmp_path, beam_multi_processing_mb=32)
+    small = beam.choose(config, 9_700_000)
+    assert small.args == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert small.reason == ("DirectRunner in-memory, 1 worker (9.7 MB of input < "
+                            "beam_multi_processing_mb = 32)")
+    large = beam.choose(config, 97_000_000)
+    cores = len(os.sched_getaffinity(0))
+    assert large.args == ["--direct_running_mode=multi_processing",
+                          f"--direct_num_workers={cores}"]
+    assert "97.0 MB of input >= beam_multi_processing_mb = 32" in large.reason
+    assert beam.choose(config, None).reason.endswith("(input size unknown)")
+    assert beam.choose(config, None).args[0] == "--direct_running_mode=in_memory"
+
+
+def test_config_mode_workers_and_runner_override(tmp_path):
+    forced = make_config(tmp_path, beam_mode="multi_processing", beam_workers=3,
+                         beam_args=("--direct_running_mode_extra_flag_is_not_a_runner",))
+    choice = beam.choose(forced, 10)
+    assert choice.args == ["--direct_running_mode=multi_processing", "--direct_num_workers=3",
+                           "--direct_running_mode_extra_flag_is_not_a_runner"]
+    assert choice.reason == ("DirectRunner multi-processing, 3 workers "
+                             "(beam_mode = multi_processing)")
+    assert beam.choose(make_config(tmp_path, beam_mode="in_memory"), 10**12).args[0] == \
+        "--direct_running_mode=in_memory"
+    own = make_config(tmp_path, beam_args=("--runner=FlinkRunner", "--parallelism=4"))
+    assert beam.choose(own, 10**12) == (["--runner=FlinkRunner", "--parallelism=4"],
+                                        "runner from beam_args")
+    with pytest.raises(ConfigError, match="beam_mode must be"):
+        make_config(tmp_path, beam_mode="fast")
+    with pytest.raises(ConfigError, match="beam_workers must be >= 0"):
+        make_config(tmp_path, beam_workers=-1)
+
+
+def test_span_size_counts_the_span_files_only(tmp_path):
+    config = make_config(tmp_path)
+    span = resolve_span(LATEST_SPAN.parent, config.span_pattern)
+    size = sum(p.stat().st_size for p in LATEST_SPAN.glob("*.csv"))
+    assert f"{size / 1e6:.1f} MB of input" in beam.for_span(config, span).reason
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.csv").write_text("x,y\n1,2\n", encoding="utf-8")
+    (flat / "notes.txt").write_text("not input" * 1000, encoding="utf-8")
+    assert beam.data_bytes(flat, "*.csv") == 8
+    assert "0.0 MB of input" in beam.for_span(config, Span(0, flat, flat=True)).reason
+    assert beam.for_span(config, None).reason.endswith("(input size unknown)")
+    assert beam.data_bytes(tmp_path / "gone", "*.csv") is None
