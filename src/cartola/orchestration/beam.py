@@ -29,7 +29,10 @@ def data_bytes(folder: Optional[Path], files_glob: str) -> Optional[int]:
 
 def workers(configured: int) -> int:
     """Worker processes for multi-processing: the configured number, or every core (0)."""
-    return configured if configured > 0 else max(len(os.sched_getaffinity(0)), 1)
+    if configured > 0:
+        return configured
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None  # Linux
+    return max(len(usable) if usable else (os.cpu_count() or 1), 1)
 
 
 def choose(config, size: Optional[int]) -> BeamChoice:

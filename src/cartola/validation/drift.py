@@ -2,10 +2,11 @@
 
 Drift compares this span's train split with the train split the served model learned from;
 skew compares this run's train split with its eval split. TFDV's ``validate_statistics`` does
-the measuring (``previous_statistics`` and ``serving_statistics``, with a
+the comparing (``previous_statistics`` and ``serving_statistics``, with a
 ``jensen_shannon_divergence`` comparator per feature: L-infinity is always 0 for numeric
-features). A comparator already in the curated schema wins; other model features get the
-config's thresholds. The gate writes every measurement to ``drift.json`` (the run report draws
+features); numeric features are then measured on their quantiles histograms
+(:mod:`cartola.validation.divergence`). A comparator already in the curated schema wins; other
+model features get the config's thresholds. The gate writes every measurement to ``drift.json`` (the run report draws
 it), then fails the run past a threshold, or only warns when ``drift_action = "warn"``.
 """
 
@@ -25,6 +26,7 @@ from tfx.utils import io_utils
 from cartola.data.spans import span_label
 from cartola.errors import DataValidationError
 from cartola.registry.baseline import artifact_span
+from cartola.validation.divergence import numeric_divergence
 
 DRIFT_FILE = "drift.json"
 _JS = anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE
@@ -63,13 +65,16 @@ def measure(train, eval_split, schema: schema_pb2.Schema, baseline=None) -> List
     rows = []
     for info in anomalies.drift_skew_info:
         feature = ".".join(info.path.step)
-        for kind, found in (("drift", info.drift_measurements),
-                            ("skew", info.skew_measurements)):
+        for kind, found, other in (("drift", info.drift_measurements, baseline),
+                                   ("skew", info.skew_measurements, eval_split)):
             for item in found:
                 if item.type == _JS:
-                    rows.append({"feature": feature, "kind": kind, "value": item.value,
+                    # Numeric features: measured on the quantiles histograms (see divergence).
+                    numeric = numeric_divergence(train, other, feature)
+                    value = item.value if numeric is None else numeric
+                    rows.append({"feature": feature, "kind": kind, "value": value,
                                  "threshold": item.threshold,
-                                 "failed": item.value > item.threshold})
+                                 "failed": value > item.threshold})
     return sorted(rows, key=lambda row: (row["kind"], row["feature"]))
 
 
