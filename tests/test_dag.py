@@ -256,3 +256,12 @@ def test_unfinished_execution_outputs_are_cleared(tmp_path):
     assert (trainer_dir / "model" / str(done) / "partial").is_file()
     assert not airflow_tasks.clear_unfinished_execution(config, "Trainer", "run-0")
     assert not airflow_tasks.clear_unfinished_execution(config, "Trainer", "no-such-run")
+
+
+def test_nodes_after_example_gen_are_the_ones_that_read_its_span():
+    after = {node for node in topology.NODES
+             if topology.depends_on(node, topology.EXAMPLE_GEN)}
+    assert after == set(topology.NODES) - {"CsvExampleGen", "ImportSchemaGen",
+                                           "served_model_resolver", "served_statistics_resolver"}
+    assert topology.depends_on("Pusher", "served_model_resolver")
+    assert not topology.depends_on("StatisticsGen", "ImportSchemaGen")

@@ -240,6 +240,8 @@ def _node_input(node_id: str, context: Mapping[str, Any], config: Config,
         return folder, span
     conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
     folder = str(config.path(Path(conf["data_root"]))) if conf.get("data_root") else None
+    if not topology.depends_on(node_id, topology.EXAMPLE_GEN):
+        return folder, None  # runs beside or before CsvExampleGen: no span recorded yet
     number = recorded_span(config, run_id)
     if number is None:
         return folder, None

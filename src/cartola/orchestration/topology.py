@@ -39,6 +39,19 @@ def edges() -> List[Tuple[str, str]]:
     return sorted((up, node) for node, ups in NODES.items() for up in ups)
 
 
+def depends_on(node_id: str, ancestor: str) -> bool:
+    """Whether ``node_id`` runs after ``ancestor`` (directly or through other nodes)."""
+    todo, seen = list(NODES.get(node_id, ())), set()
+    while todo:
+        node = todo.pop()
+        if node == ancestor:
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo.extend(NODES.get(node, ()))
+    return False
+
+
 def node_context_name(pipeline_name: str, node_id: str) -> str:
     """Name of the node's ML Metadata context, as the TFX compiler writes it."""
     return f"{pipeline_name}.{node_id}"
