@@ -6,8 +6,9 @@ the comparing (``previous_statistics`` and ``serving_statistics``, with a
 ``jensen_shannon_divergence`` comparator per feature: L-infinity is always 0 for numeric
 features); numeric features are then measured on their quantiles histograms
 (:mod:`cartola.validation.divergence`). A comparator already in the curated schema wins; other
-model features get the config's thresholds. The gate writes every measurement to ``drift.json`` (the run report draws
-it), then fails the run past a threshold, or only warns when ``drift_action = "warn"``.
+model features get the config's thresholds. The gate writes every measurement to
+``drift.json`` (the run report draws it), then fails the run past a threshold, or only warns
+when ``drift_action = "warn"``.
 """
 
 import json
