@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 from cartola.validation.divergence import jensen_shannon, numeric_divergence
 
@@ -29,7 +30,6 @@ def _statistics(values: np.ndarray):
 
 def test_long_tail_halves_agree_where_equal_width_buckets_do_not():
     import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
-    from tensorflow_metadata.proto.v0 import schema_pb2
     rng = np.random.default_rng(7)
     values = np.round(np.expm1(4.0 + rng.normal(size=100_000)), 1)  # like tempo_desperd
     first, second = _statistics(values[::2]), _statistics(values[1::2])
