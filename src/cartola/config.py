@@ -27,6 +27,7 @@ ENV_PREFIX = "CARTOLA_"
 CONFIG_ENV = "CARTOLA_CONFIG"
 HOME_ENV = "CARTOLA_HOME"
 AIRFLOW_PROFILES = ("sqlite", "postgres", "celery")
+BEAM_MODES = ("auto", "in_memory", "multi_processing")
 BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_DATASET = "cartola"
 
@@ -234,7 +235,7 @@ class Config:  # pylint: disable=too-many-instance-attributes
             raise ConfigError("need 0 <= min_positive_rate <= max_positive_rate <= 1")
         if self.train_spans < 1:
             raise ConfigError("train_spans must be >= 1")
-        if self.beam_mode not in ("auto", "in_memory", "multi_processing"):
+        if self.beam_mode not in BEAM_MODES:
             raise ConfigError("beam_mode must be 'auto', 'in_memory' or 'multi_processing', "
                               f"got {self.beam_mode!r}")
         if self.batch_size < 0:

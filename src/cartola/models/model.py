@@ -197,7 +197,7 @@ def run_fn(fn_args: FnArgs) -> None:
     model.fit(
         train, validation_data=evaluation, epochs=spec["max_epochs"], verbose=0,
         callbacks=[
-            EpochSummary(spec.get("log_every", 10), spec["max_epochs"]),
+            EpochSummary(spec["log_every"], spec["max_epochs"]),
             tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec["patience"],
                                              restore_best_weights=True),
             tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])

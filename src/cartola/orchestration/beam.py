@@ -8,7 +8,6 @@ from typing import List, NamedTuple, Optional
 
 from cartola.data.spans import FLAT_PATTERN, Span, split_pattern
 
-MODES = ("auto", "in_memory", "multi_processing")
 # Options that mean the user chose the runner or its mode: beam_args then win outright.
 _RUNNER_FLAGS = ("--runner", "--direct_running_mode", "--direct_num_workers")
 
