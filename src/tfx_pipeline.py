@@ -56,9 +56,9 @@ with DAG(
     tasks = {
         node_id: PythonOperator(task_id=node_id, python_callable=airflow_tasks.run_tfx_node,
                                 op_kwargs={"node_id": node_id})
-        for node_id in topology.NODES
+        for node_id in topology.nodes(CONFIG.source)
     }
-    for downstream, upstreams in topology.NODES.items():
+    for downstream, upstreams in topology.nodes(CONFIG.source).items():
         for upstream in upstreams:
             tasks[upstream] >> tasks[downstream]  # pylint: disable=pointless-statement
     status = PythonOperator(task_id=airflow_tasks.STATUS_TASK,

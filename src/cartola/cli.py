@@ -46,7 +46,7 @@ def _run(args) -> int:
         return 3
     serving = config.model_serving_dir
     print(f"pipeline finished in {result['seconds']:.1f} s on span {result['span'].name} "
-          f"({result['span'].folder})")
+          f"({result['span'].location})")
     print(f"beam: {result['beam']}")
     if result["pushed_version"] is not None:
         print(f"pushed model: {serving / str(result['pushed_version'])}")
@@ -76,6 +76,44 @@ def _init(args) -> int:
     return 0
 
 
+def _load_sample(args) -> int:
+    from pathlib import Path  # pylint: disable=import-outside-toplevel
+
+    from cartola.data import postgres  # pylint: disable=import-outside-toplevel
+    from cartola.data.spans import list_spans  # pylint: disable=import-outside-toplevel
+    config = load_config(args.config)
+    changes = {"source": "postgresql", "db_table": args.table or config.db_table}
+    if args.local:
+        # pylint: disable=import-outside-toplevel
+        from cartola.orchestration.services import LocalServices, ServiceError
+        services = LocalServices(config.airflow_dir)
+        try:
+            services.start_postgres()
+            changes["db_uri"], secret = services.data_database(args.database)
+        except ServiceError as err:
+            raise InputDataError(str(err)) from None
+        changes["db_password_file"] = str(secret)
+    elif args.uri:
+        changes["db_uri"] = args.uri
+    config = config.replace(**changes)
+    data_dir = config.path(Path(args.data_root)) if args.data_root else config.data_dir
+    spans = list_spans(data_dir, config.span_pattern) if data_dir.is_dir() else []
+    if not spans:
+        raise InputDataError(f"no span folders matching {config.span_pattern!r} under "
+                             f"{data_dir}: load-sample loads one snapshot per folder")
+    loaded = postgres.load_csv_spans(
+        config, [(span.date, sorted(span.folder.glob("*.csv"))) for span in spans],
+        replace=args.replace)
+    print(f"loaded into {postgres.PostgresSource(config).where} at {config.db_uri}:")
+    for day, rows in loaded:
+        print(f"  {day}: {rows:,} rows")
+    print("train from it with:\n  export CARTOLA_SOURCE=postgresql "
+          f"CARTOLA_DB_URI={config.db_uri} CARTOLA_DB_TABLE={config.db_table}"
+          + (f" CARTOLA_DB_PASSWORD_FILE={config.db_password_file}"
+             if config.db_password_file else "") + "\n  cartola run")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``cartola`` command."""
     parser = argparse.ArgumentParser(prog="cartola", description=__doc__)
@@ -98,6 +136,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     init.add_argument("--id-column", help="id column ('' for none; default: guessed)")
     init.add_argument("--force", action="store_true", help="replace an existing config/schema")
     init.set_defaults(func=_init)
+    load = commands.add_parser(
+        "load-sample", help="load the span folders into a PostgreSQL table (source = "
+                            "'postgresql')",
+        description="Create db_table (columns typed by the curated schema, plus "
+                    "snapshot_column) and COPY each span folder's CSV files into it as one "
+                    "snapshot date. --local uses the PostgreSQL server of the local Airflow's "
+                    "production profile (started on 127.0.0.1 if needed).")
+    where = load.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true",
+                       help="the local server, database --database (created if missing)")
+    where.add_argument("--uri", help="postgresql://user@host:port/database (default: config "
+                                     "db_uri; password: $CARTOLA_DB_PASSWORD or "
+                                     "db_password_file)")
+    load.add_argument("--database", default="cartola_data",
+                      help="database on the local server (default %(default)s)")
+    load.add_argument("--table", help="table (default: config db_table)")
+    load.add_argument("--data-root", help="span folders to load (default: config data_root)")
+    load.add_argument("--replace", action="store_true", help="drop the table first")
+    load.set_defaults(func=_load_sample)
     tools_cli.register(commands)
     registry_commands.register(commands)
     args = parser.parse_args(argv)

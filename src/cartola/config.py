@@ -27,6 +27,7 @@ ENV_PREFIX = "CARTOLA_"
 CONFIG_ENV = "CARTOLA_CONFIG"
 HOME_ENV = "CARTOLA_HOME"
 AIRFLOW_PROFILES = ("sqlite", "postgres", "celery")
+SOURCES = ("csv", "postgresql")
 BEAM_MODES = ("auto", "in_memory", "multi_processing")
 BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_DATASET = "cartola"
@@ -56,6 +57,9 @@ class Config:  # pylint: disable=too-many-instance-attributes
     project_home: Path = dataclasses.field(default_factory=default_project_home)
     pipeline_name: str = "tabular"
     model_name: str = "tabular"
+    # Where examples come from: "csv" (data_root, span folders) or "postgresql"
+    # (cartola.data.postgres: db_table, one span per snapshot_column date).
+    source: str = "csv"
     # Data root: one folder per snapshot (span) matched by span_pattern, in TFX's syntax
     # ({YYYY}-{MM}-{DD} or {SPAN}), or a flat folder of *.csv files (one span).
     data_root: Path = Path("data")
@@ -72,6 +76,17 @@ class Config:  # pylint: disable=too-many-instance-attributes
     metadata_uri: str = "sqlite:///tfx_output/metadata/metadata.db"
     serving_dir: Path = Path("serving_model")
     airflow_home: Path = Path("airflow")
+
+    # PostgreSQL source. The URI names host, port, user and database, never a password: the
+    # password comes from $CARTOLA_DB_PASSWORD, else db_password_file (0600),
+    # else libpq's own PGPASSWORD / ~/.pgpass. db_query (optional) replaces
+    # "SELECT * FROM <table> WHERE <snapshot_column> = @span_yyyymmdd_utc"; spans are the
+    # table's distinct snapshot_column dates either way, and snapshot_column is not a feature.
+    db_uri: str = ""
+    db_password_file: str = ""
+    db_table: str = ""
+    db_query: str = ""
+    snapshot_column: str = "snapshot_date"
 
     # Data layout: a binary 0/1 label; an optional id column kept out of the features.
     label: str = ""
@@ -235,6 +250,7 @@ class Config:  # pylint: disable=too-many-instance-attributes
             raise ConfigError("need 0 <= min_positive_rate <= max_positive_rate <= 1")
         if self.train_spans < 1:
             raise ConfigError("train_spans must be >= 1")
+        self._validate_source()
         if self.beam_mode not in BEAM_MODES:
             raise ConfigError("beam_mode must be 'auto', 'in_memory' or 'multi_processing', "
                               f"got {self.beam_mode!r}")
@@ -258,6 +274,26 @@ class Config:  # pylint: disable=too-many-instance-attributes
         if len(self.segment_names) != 3:
             raise ConfigError("segment_names needs three names: positive low, negative high, "
                               "neither")
+
+    def _validate_source(self) -> None:
+        """The data source and, for PostgreSQL, where to read (credentials stay outside)."""
+        if self.source not in SOURCES:
+            raise ConfigError(f"source must be one of {list(SOURCES)}, got {self.source!r}")
+        if self.source != "postgresql":
+            return
+        if not self.db_uri.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("source = 'postgresql' needs db_uri = "
+                              "'postgresql://user@host:port/database'")
+        import urllib.parse  # pylint: disable=import-outside-toplevel
+        if urllib.parse.urlsplit(self.db_uri).password is not None:
+            raise ConfigError("db_uri must not hold a password: set "
+                              "CARTOLA_DB_PASSWORD or db_password_file (0600)")
+        if not self.db_table:
+            raise ConfigError("source = 'postgresql' needs db_table (its "
+                              "snapshot_column dates are the spans)")
+        if self.db_query and "@span_yyyymmdd_utc" not in self.db_query:
+            raise ConfigError("db_query must select one span with "
+                              "'<column> = @span_yyyymmdd_utc'")
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed (values parsed like environment values)."""

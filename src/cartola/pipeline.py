@@ -1,6 +1,6 @@
 """The TFX pipeline, built from the project config. Runners (local, Airflow) live elsewhere.
 
-CsvExampleGen (one span) -> StatisticsGen -> ImportSchemaGen (curated schema) ->
+CsvExampleGen or PostgresExampleGen (one span) -> StatisticsGen -> ImportSchemaGen (curated schema) ->
 ExampleValidator -> DataValidationGate, and DriftGate (against the statistics of the served
 model's data) -> Transform (the training window of spans) -> Trainer -> Evaluator (this span's
 eval split; baseline: the model served now) -> Pusher (atomic integer versions).
@@ -20,6 +20,8 @@ from tfx.proto import range_config_pb2
 from cartola.components import AtomicPushExecutor, DataValidationGate
 from cartola.config import Config, ConfigError
 from cartola.data.csv_example_gen import csv_example_gen
+from cartola.data.postgres import PostgresSource
+from cartola.data.postgres_example_gen import postgres_example_gen
 from cartola.data.spans import FLAT_PATTERN, Span
 from cartola.metadata import metadata_connection_config
 from cartola.metrics import KolmogorovSmirnov
@@ -96,27 +98,33 @@ def eval_config(config: Config) -> tfma.EvalConfig:
 
 
 def _example_gen(config: Config, data_dir: Path, span: Optional[Span]):
-    """CsvExampleGen on one span: pinned by a static RangeConfig (TFX records it in ML
-    Metadata), or the newest span when ``span`` is None; a flat folder reads ``*.csv``."""
+    """The source's ExampleGen on one span: pinned by a static RangeConfig (TFX records it
+    in ML Metadata), or, for files, the newest span when ``span`` is None; a flat folder
+    reads ``*.csv``; a PostgreSQL span is the configured query on the span's date."""
     flat = span is not None and span.flat
     range_config = None
     if span is not None and not flat:
         range_config = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
             start_span_number=span.number, end_span_number=span.number))
+    output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+        tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+        tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
+    ]))
+    if config.source == "postgresql":
+        source = PostgresSource(config)
+        return postgres_example_gen(
+            source, tfx.proto.Input(splits=[tfx.proto.Input.Split(
+                name="single_split", pattern=source.query)]), output_config, range_config)
     return csv_example_gen(
         str(data_dir), config.csv_delimiter, config.csv_decimal,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
             name="single_split", pattern=FLAT_PATTERN if flat else config.span_pattern)]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
-        ])),
-        range_config=range_config)
+        output_config=output_config, range_config=range_config)
 
 
 def create_pipeline(config: Config, data_root: Optional[str] = None,
                     span: Optional[Span] = None) -> tfx.dsl.Pipeline:
-    """The pipeline for ``config`` on ``span`` (from :func:`cartola.data.spans.resolve_span`;
+    """The pipeline for ``config`` on ``span`` (from :func:`cartola.data.source.resolve_input`;
     None: ExampleGen's driver takes the newest span). ``data_root`` overrides
     ``config.data_root`` for one run."""
     data_dir = config.path(Path(data_root)) if data_root else config.data_dir

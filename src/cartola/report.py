@@ -25,6 +25,7 @@ import numpy as np
 
 from cartola.config import Config
 from cartola.evaluation import load_evaluation
+from cartola.orchestration import topology
 from cartola.registry.history import report_path
 from cartola.registry.runs import RegistryError, RunInfo, custom_property, load_run
 from cartola.pages import CSS, figure_png, fmt, img, load_statistics, pyplot, split_dirs, table
@@ -371,7 +372,7 @@ def _model_section(run: RunInfo, summary: dict) -> Tuple[str, Optional[dict]]:
 
 def _curves_section(config: Config, run: RunInfo, evaluation: dict, summary: dict,
                     pngs: Dict[str, bytes]) -> str:
-    examples_uri = run.output_uri("CsvExampleGen", "examples")
+    examples_uri = run.output_uri(topology.example_gen(config.source), "examples")
     if not examples_uri or not evaluation.get("candidate_location"):
         return ""
     try:

@@ -38,6 +38,15 @@ class Span:
     folder: Path
     date: Optional[dt.date] = None
     flat: bool = False
+    # A span read from a database: where it lies ("postgresql table t") and its size in
+    # bytes there (files have neither: their folder says where, their files how big).
+    source: str = ""
+    size: Optional[int] = None
+
+    @property
+    def location(self) -> str:
+        """Where the span's rows are: its folder, or its database table."""
+        return self.source or str(self.folder)
 
     @property
     def name(self) -> str:
@@ -176,7 +185,8 @@ def resolve_span(data_dir: Path, pattern: str, requested: Union[str, int, None] 
                                  f"folders matching {pattern!r}")
         check_input_dir(data_dir, delimiter, decimal)
         return Span(0, data_dir, flat=True)
-    span = _pick(spans, data_dir, pattern, requested, interval)
+    span = pick_span(spans, f"{data_dir} (span_pattern {pattern!r})", pattern, requested,
+                     interval)
     _, files = split_pattern(pattern)
     if not any(path.is_file() for path in span.folder.glob(files)):
         raise InputDataError(f"span {span.name} ({span.folder}): empty, no file matching "
@@ -192,15 +202,17 @@ def resolve_span(data_dir: Path, pattern: str, requested: Union[str, int, None] 
     return span
 
 
-def _pick(spans: List[Span], data_dir: Path, pattern: str, requested, interval) -> Span:
+def pick_span(spans: List[Span], where: str, pattern: str, requested, interval) -> Span:
+    """The requested span, else the latest dated in ``interval``, else the latest; raises
+    InputDataError naming ``where`` the spans are and which exist."""
     if requested is not None:
         number = parse_requested(requested, pattern)
         found = [span for span in spans if span.number == number]
         if not found:
             name = (span_to_date(number).isoformat() if is_date_pattern(pattern)
                     else str(number))
-            raise InputDataError(f"span {name} not found under {data_dir} (span_pattern "
-                                 f"{pattern!r}); available: {_describe(spans)}")
+            raise InputDataError(f"span {name} not found under {where}; available: "
+                                 f"{_describe(spans)}")
         return found[0]
     if interval is not None and is_date_pattern(pattern):
         start, end = (moment.date() if isinstance(moment, dt.datetime) else moment
@@ -208,7 +220,7 @@ def _pick(spans: List[Span], data_dir: Path, pattern: str, requested, interval) 
         inside = [span for span in spans if start <= span.date < end]
         if not inside:
             raise InputDataError(
-                f"no span dated in the run's data interval [{start}, {end}) under {data_dir} "
-                f"(span_pattern {pattern!r}); available: {_describe(spans)}")
+                f"no span dated in the run's data interval [{start}, {end}) under {where}; "
+                f"available: {_describe(spans)}")
         return inside[-1]
     return spans[-1]

@@ -22,7 +22,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from cartola.config import Config, load_config
 from cartola.errors import DataValidationError, InputDataError
-from cartola.data.spans import Span, find_span, resolve_span
+from cartola.data.source import find_input, resolve_input
+from cartola.data.spans import Span
 from cartola.orchestration import topology
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,10 @@ def run_input(context: Mapping[str, Any], config: Config) -> Tuple[Optional[str]
         if None in interval:
             interval = None
     try:
-        span = resolve_span(folder, config.span_pattern, conf.get("span"), interval,
-                            config.csv_delimiter, config.csv_decimal)
+        span = resolve_input(config, folder, conf.get("span"), interval)
     except InputDataError as err:
-        source = "conf data_root" if value else "config data_root"
+        source = ("config source" if config.source != "csv" else
+                  "conf data_root" if value else "config data_root")
         raise AirflowFailException(f"{source}: {err}") from err
     return (str(folder) if value else None), span
 
@@ -108,7 +109,7 @@ def recorded_span(config: Config, run_id: str) -> Optional[int]:
     """The span this run's CsvExampleGen ingested (ML Metadata), or None before it ran."""
     from cartola.registry.runs import examples_span  # pylint: disable=import-outside-toplevel
     store = _store(config)
-    for execution in node_executions(store, config, run_id, topology.EXAMPLE_GEN):
+    for execution in node_executions(store, config, run_id, topology.example_gen(config.source)):
         for artifact in _output_artifacts(store, execution):
             span = examples_span(artifact)
             if span is not None:
@@ -234,20 +235,19 @@ def _node_input(node_id: str, context: Mapping[str, Any], config: Config,
     """Data root and span for a node: CsvExampleGen resolves the span; later nodes take the
     span CsvExampleGen recorded in this run (a snapshot landing mid-run changes nothing): the
     training window reads its number, Beam nodes the size of its files."""
-    if node_id == topology.EXAMPLE_GEN:
+    if node_id == topology.example_gen(config.source):
         folder, span = run_input(context, config)
         log.info("span %s (%s)", span.name, span.folder)
         return folder, span
     conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
     folder = str(config.path(Path(conf["data_root"]))) if conf.get("data_root") else None
-    if not topology.depends_on(node_id, topology.EXAMPLE_GEN):
+    if not topology.depends_on(node_id, topology.example_gen(config.source), config.source):
         return folder, None  # runs beside or before CsvExampleGen: no span recorded yet
     number = recorded_span(config, run_id)
     if number is None:
         return folder, None
-    # The span's own folder, so Beam nodes size their runner by its files.
-    data_dir = Path(folder or config.data_dir)
-    return folder, find_span(data_dir, config.span_pattern, number) or Span(number, data_dir)
+    # The span as the source holds it, so Beam nodes size their runner by it.
+    return folder, find_input(config, Path(folder or config.data_dir), number)
 
 
 def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:

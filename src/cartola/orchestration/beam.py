@@ -64,5 +64,7 @@ def choose(config, size: Optional[int]) -> BeamChoice:
 
 def for_span(config, span: Optional[Span]) -> BeamChoice:
     """Beam options for a run on ``span`` (None: not known to this process)."""
+    if span is not None and span.size is not None:
+        return choose(config, span.size)  # a database span: its size there
     files = FLAT_PATTERN if span is None or span.flat else split_pattern(config.span_pattern)[1]
     return choose(config, data_bytes(span.folder if span is not None else None, files))

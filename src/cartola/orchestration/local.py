@@ -8,7 +8,7 @@ from typing import Optional
 
 from cartola.versions import model_versions
 from cartola.config import Config
-from cartola.data.spans import resolve_span
+from cartola.data.source import resolve_input
 from cartola.orchestration import beam
 from cartola.orchestration.progress import component_progress
 
@@ -17,9 +17,8 @@ def run_local(config: Config, data_root: Optional[str] = None,
               span: Optional[str] = None) -> dict:
     """Run the pipeline once on ``span`` (None: the latest); returns the span, the Beam
     choice, what changed in the serving folder and the wall time."""
-    resolved = resolve_span(config.path(Path(data_root)) if data_root else config.data_dir,
-                            config.span_pattern, span, delimiter=config.csv_delimiter,
-                            decimal=config.csv_decimal)
+    resolved = resolve_input(config, config.path(Path(data_root)) if data_root
+                             else config.data_dir, span)
     # Imported here: the CLI answers --help and bad input without paying TFX's import time.
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
     from cartola.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel

@@ -27,6 +27,8 @@ NODES: Dict[str, Tuple[str, ...]] = {
 }
 
 EXAMPLE_GEN = "CsvExampleGen"
+# ExampleGen node id per config ``source``; the other nodes are the same for every source.
+EXAMPLE_GENS = {"csv": EXAMPLE_GEN, "postgresql": "PostgresExampleGen"}
 TRAINING_WINDOW = "training_window"
 DRIFT_GATE = "DriftGate"
 PUSHER = "Pusher"
@@ -34,21 +36,36 @@ EVALUATOR = "Evaluator"
 VALIDATION_GATE = "DataValidationGate"
 
 
+def example_gen(source: str = "csv") -> str:
+    """The ExampleGen node id of a data source."""
+    return EXAMPLE_GENS[source]
+
+
+def nodes(source: str = "csv") -> Dict[str, Tuple[str, ...]]:
+    """:data:`NODES` with the ExampleGen of ``source``."""
+    name = example_gen(source)
+    rename = {EXAMPLE_GEN: name}
+    return {rename.get(node, node): tuple(rename.get(up, up) for up in ups)
+            for node, ups in NODES.items()}
+
+
 def edges() -> List[Tuple[str, str]]:
     """(upstream, downstream) pairs, sorted."""
     return sorted((up, node) for node, ups in NODES.items() for up in ups)
 
 
-def depends_on(node_id: str, ancestor: str) -> bool:
-    """Whether ``node_id`` runs after ``ancestor`` (directly or through other nodes)."""
-    todo, seen = list(NODES.get(node_id, ())), set()
+def depends_on(node_id: str, ancestor: str, source: str = "csv") -> bool:
+    """Whether ``node_id`` runs after ``ancestor`` (directly or through other nodes) in the
+    pipeline reading ``source``."""
+    table = nodes(source)
+    todo, seen = list(table.get(node_id, ())), set()
     while todo:
         node = todo.pop()
         if node == ancestor:
             return True
         if node not in seen:
             seen.add(node)
-            todo.extend(NODES.get(node, ()))
+            todo.extend(table.get(node, ()))
     return False
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import List, Optional
 
 from cartola.config import Config
+from cartola.data.postgres import DATE_PATTERN
 from cartola.data.spans import span_label
+from cartola.orchestration import topology
 from cartola.registry.runs import (RunInfo, custom_property, examples_span, execution_property,
                                    load_run, open_store, pipeline_runs)
 
@@ -113,11 +115,14 @@ def run_row(config: Config, run: RunInfo) -> RunRow:
                  (run.finished_ms - run.created_ms) / 1000, trigger_of(run.run_id))
     report = report_path(config, run.run_id)
     row.report = report if report.is_file() else None
-    examples = run.outputs.get(("CsvExampleGen", "examples"))
+    example_gen = topology.example_gen(config.source)
+    examples = run.outputs.get((example_gen, "examples"))
     if examples is not None:
         number = examples_span(examples)
-        row.span = span_label(number, config.span_pattern) if number else ""
-        row.data = str(execution_property(run.executions.get("CsvExampleGen"), "input_base")
+        row.span = (span_label(number, DATE_PATTERN if config.source == "postgresql"
+                               else config.span_pattern) if number else "")
+        row.data = str(custom_property(examples, "query")
+                       or execution_property(run.executions.get(example_gen), "input_base")
                        or examples.uri)
     row.rows = _rows_in(run.output_uri("StatisticsGen", "statistics"))
     row.anomalies = _anomalies(run)
