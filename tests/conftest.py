@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 LATEST_SPAN = REPO / "data" / "snapshot=2026-11-16"
 SAMPLE_CSV = LATEST_SPAN / "cartola_sample.csv"
 SCHEMA = REPO / "schema" / "schema.pbtxt"
+PG_DATABASE = "cartola_data"  # the training data's database in PostgreSQL e2e tests
 
 
 def make_config(home: Path, **overrides) -> Config:
@@ -47,15 +48,24 @@ def profile_config(home: Path, profile: str, **overrides) -> Config:
 
 @pytest.fixture(scope="session")
 def postgres_airflow(tmp_path_factory):
-    """(config, local Airflow) of the production profile, started once: Airflow's database
-    and ML Metadata on a PostgreSQL server the profile starts on 127.0.0.1, LocalExecutor
-    with TFX preloaded. ``config.metadata_uri`` points at that server's ML Metadata."""
+    """(config, local Airflow) of the production profile, started once: Airflow's database,
+    ML Metadata and the training data (source = postgresql: the shipped spans loaded into
+    table cartola_users as ``cartola load-sample --local`` does) on a PostgreSQL server the
+    profile starts on 127.0.0.1, LocalExecutor with TFX preloaded. ``config.metadata_uri``
+    points at that server's ML Metadata."""
     # pylint: disable=import-outside-toplevel
+    from cartola.data.postgres import load_spans
     from cartola.orchestration.airflow_local import local_airflow
+    from cartola.orchestration.services import LocalServices
     config = profile_config(tmp_path_factory.mktemp("postgres_project"), "postgres")
+    uri, secret = LocalServices(config.airflow_dir).data_location(PG_DATABASE)
+    config = config.replace(source="postgresql", db_uri=uri, db_password_file=str(secret),
+                            db_table="cartola_users")
     local = local_airflow(config, export_config=True)
     try:
         local.start()
+        local.services.create_database(PG_DATABASE)
+        load_spans(config, config.data_dir)
         yield config.replace(metadata_uri=local.metadata_uri()), local
     finally:
         local.stop()

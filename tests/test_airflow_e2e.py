@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE_CSV, make_config, profile_config
+from pipeline_helpers import first_output
 from cartola import sample_data
 from cartola.orchestration.airflow_local import local_airflow
 from cartola.versions import model_versions
@@ -165,14 +166,71 @@ def preloaded_tasks(local, run_id) -> set:
             if "(TFX already loaded)" in local.task_log(DAG_ID, run_id, task, 1)}
 
 
-@pytest.mark.timeout(1500)
-def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow):
-    """Production profile: a REST trigger leads to a pushed model; ML Metadata on
-    PostgreSQL holds one pipeline run; independent tasks overlapped; every task started
-    with TFX preloaded; the servers listen on loopback only."""
+def _statistics(config, run_id=None) -> dict:
+    """{split: {feature: (non-missing count, mean or None)}} and {split: rows} of a
+    StatisticsGen output (the first one, or the one of ``run_id``)."""
+    from cartola.pages import load_statistics
+    from cartola.registry.runs import load_run
+    uri = (load_run(config, run_id).output_uri("StatisticsGen", "statistics") if run_id
+           else str(first_output(config, "StatisticsGen", "statistics")))
+    found = {}
+    for split, stats in load_statistics(uri).items():
+        found[split] = {"rows": stats.num_examples}
+        for feature in stats.features:
+            numbers = feature.num_stats if feature.HasField("num_stats") else None
+            common = numbers.common_stats if numbers else feature.string_stats.common_stats
+            found[split][feature.path.step[0]] = (common.num_non_missing,
+                                                  numbers.mean if numbers else None)
+    return found
+
+
+def _assert_same_statistics(from_db: dict, from_csv: dict) -> None:
+    """The same rows from PostgreSQL and from the CSV span: same split, counts and means."""
+    assert set(from_db) == set(from_csv) == {"train", "eval"}
+    for split, features in from_csv.items():
+        assert set(from_db[split]) == set(features)
+        assert from_db[split].pop("rows") == features.pop("rows")
+        for name, (count, mean) in features.items():
+            assert from_db[split][name][0] == count, (split, name)
+            assert from_db[split][name][1] == pytest.approx(mean, rel=1e-6), (split, name)
+
+
+def _next_span_trains_on_new_rows(config, tmp_path) -> None:
+    """A new weekly snapshot in the table (other users: another seed): `cartola run`
+    (latest span) reads it, and only it, into Transform and the Trainer."""
+    from cartola.data.postgres import load_spans
+    from cartola.orchestration.local import run_local
+    from cartola.registry.runs import examples_span
+    new = sample_data.write_spans(tmp_path / "new", weeks=1, seed=7,
+                                  latest=date(2026, 11, 23))[-1]
+    assert new.parent.name == "snapshot=2026-11-23"
+    assert load_spans(config, tmp_path / "new") == [("2026-11-23", 20_000)]
+    result = run_local(config)
+    assert result["span"].date == date(2026, 11, 23)
+    store = open_store(config)
+    runs = run_ids(config)
+    (transform,) = airflow_tasks.node_executions(store, config, runs[-1], "Transform")
+    (examples,) = airflow_tasks._output_artifacts(  # pylint: disable=protected-access
+        store, airflow_tasks.node_executions(store, config, runs[-1], "PostgresExampleGen")[0])
+    assert examples_span(examples) == result["span"].number
+    assert examples.custom_properties["row_count"].int_value == 20_000
+    assert "'20261123'" in examples.custom_properties["query"].string_value
+    window = _inputs(store, transform)["examples"]
+    assert [a.id for a in window] == [examples.id]  # train_spans = 1: the new rows only
+
+
+@pytest.mark.timeout(1800)
+def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow, pushed_project,
+                                                      tmp_path):
+    """Production profile with the training data in PostgreSQL: a REST trigger leads to a
+    pushed model trained from the database; the statistics equal those of the same rows
+    read from CSV; ML Metadata on PostgreSQL holds one pipeline run; independent tasks
+    overlapped; every task started with TFX preloaded; the servers listen on loopback only.
+    Then a new snapshot in the table trains on its new rows."""
     import psutil
     config, local = postgres_airflow
     assert config.metadata_uri.startswith("postgresql://")
+    nodes = topology.nodes("postgresql")
     run_id = local.trigger(DAG_ID)
     state = local.wait_run(DAG_ID, run_id, timeout=1200)
     tis = local.task_instances(DAG_ID, run_id)
@@ -181,9 +239,10 @@ def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow):
     assert {ti["try_number"] for ti in tis.values()} == {1}  # no task needed a retry
     assert model_versions(config.model_serving_dir) == [1]
     assert run_ids(config) == [run_id]
-    assert node_states(config, run_id) == {node: ["COMPLETE"] for node in topology.NODES}
+    assert node_states(config, run_id) == {node: ["COMPLETE"] for node in nodes}
     assert roots_overlapped(tis)
-    assert preloaded_tasks(local, run_id) == set(topology.NODES)
+    assert preloaded_tasks(local, run_id) == set(nodes)
+    _assert_same_statistics(_statistics(config, run_id), _statistics(pushed_project[0]))
     ours = {local.port} | {int(json.loads((local.home / "services.json").read_text())[key])
                            for key in ("pg_port",)}
     listening = {c.laddr.port: c.laddr.ip for c in psutil.net_connections("inet")
@@ -194,13 +253,15 @@ def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow):
     from cartola.registry.history import history
     from cartola.registry.lineage import backward
     (row,) = history(config)
-    assert (row.run_id, row.trigger, row.pushed_version, row.rows) == (run_id, "manual", 1,
-                                                                       20_000)
+    query = """SELECT * FROM "cartola_users" WHERE "snapshot_date" = '20261116'"""
+    assert (row.run_id, row.trigger, row.pushed_version, row.rows, row.span, row.data) == (
+        run_id, "manual", 1, 20_000, "2026-11-16", query)
     assert row.ks >= config.min_ks and row.champion_ks is None
     notes = [note for step in backward(config, 1) for note in step.notes]
-    assert f"input file: {SAMPLE_CSV}" in notes, notes
+    assert f"query: {query}" in notes and "span 2026-11-16; 20000 rows" in notes, notes
     page = (config.project_home / "reports" / "index.html").read_text(encoding="utf-8")
     assert f"manual ({run_id})" in page and "pushed version 1" in page
+    _next_span_trains_on_new_rows(config, tmp_path)
 
 
 def _backfill_data(folder: Path) -> None:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import REPO, SAMPLE_CSV
+from conftest import REPO
 from cartola.orchestration import airflow_tasks, topology
 from cartola.orchestration.airflow_api import quote
 
@@ -86,13 +86,11 @@ def _trigger_with_conf(page, conf: dict) -> None:
 
 
 @pytest.mark.timeout(900)
-def test_production_ui_graph_trigger_screenshots(chromium, postgres_airflow, tmp_path):
+def test_production_ui_graph_trigger_screenshots(chromium, postgres_airflow):
     from playwright.sync_api import sync_playwright
-    _, local = postgres_airflow
-    other_data = tmp_path / "other_data"
-    other_data.mkdir()
-    shutil.copy(SAMPLE_CSV, other_data / SAMPLE_CSV.name)
-    conf = {"data_root": str(other_data)}
+    config, local = postgres_airflow
+    example_gen = topology.example_gen(config.source)
+    conf = {"span": "2026-11-09"}
     finished = [run for run in local.api.dag_runs(DAG_ID) if run["state"] == "success"]
     ASSETS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
@@ -108,7 +106,7 @@ def test_production_ui_graph_trigger_screenshots(chromium, postgres_airflow, tmp
         text = page.inner_text("body")
         assert not [w for w in WARNINGS if w.lower() in text.lower()], text[:2000]
 
-        expected = set(topology.NODES) | {airflow_tasks.STATUS_TASK}
+        expected = set(topology.nodes(config.source)) | {airflow_tasks.STATUS_TASK}
         assert _show_graph(page, f"{local.url}/dags/{DAG_ID}") == expected
         if finished:
             _show_graph(page, f"{local.url}/dags/{DAG_ID}/runs/{quote(finished[0]['dag_run_id'])}")
@@ -118,9 +116,9 @@ def test_production_ui_graph_trigger_screenshots(chromium, postgres_airflow, tmp
         _trigger_with_conf(page, conf)
         (run,) = [r for r in local.api.dag_runs(DAG_ID) if r["conf"] == conf]
         deadline = time.monotonic() + 300
-        while local.task_instances(DAG_ID, run["dag_run_id"])["CsvExampleGen"]["state"] not in (
+        while local.task_instances(DAG_ID, run["dag_run_id"])[example_gen]["state"] not in (
                 "running", "success"):
-            assert time.monotonic() < deadline, "CsvExampleGen never started"
+            assert time.monotonic() < deadline, f"{example_gen} never started"
             time.sleep(1)
         _show_graph(page, f"{local.url}/dags/{DAG_ID}/runs/{quote(run['dag_run_id'])}")
         page.screenshot(path=str(ASSETS / "airflow_graph.png"))

@@ -21,7 +21,7 @@ from conftest import REPO, make_config
 from cartola.orchestration import airflow_tasks, topology
 
 DAG_FILE = REPO / "src" / "tfx_pipeline.py"
-HEAVY = ("tensorflow", "tfx", "tensorflow_transform", "tensorflow_model_analysis",
+HEAVY = ("tensorflow", "psycopg", "tfx", "tensorflow_transform", "tensorflow_model_analysis",
          "tensorflow_data_validation", "tfx_bsl", "ml_metadata", "apache_beam", "keras",
          "tf_keras")
 
@@ -256,6 +256,23 @@ def test_unfinished_execution_outputs_are_cleared(tmp_path):
     assert (trainer_dir / "model" / str(done) / "partial").is_file()
     assert not airflow_tasks.clear_unfinished_execution(config, "Trainer", "run-0")
     assert not airflow_tasks.clear_unfinished_execution(config, "Trainer", "no-such-run")
+
+
+def test_postgresql_source_dag_equals_its_compiled_pipeline(tmp_path):
+    """With source = postgresql the DAG's ExampleGen task is PostgresExampleGen, its edges
+    those of the compiled pipeline, and parsing imports no DB driver (HEAVY has psycopg)."""
+    from cartola.pipeline import compile_pipeline
+    settings = {"source": "postgresql", "db_uri": "postgresql://cartola@127.0.0.1:5432/data",
+                "db_table": "cartola_users"}
+    ir = compile_pipeline(make_config(tmp_path, **settings))
+    ir_nodes = {node.pipeline_node.node_info.id: sorted(node.pipeline_node.upstream_nodes)
+                for node in ir.nodes}
+    assert {node: sorted(ups) for node, ups in topology.nodes("postgresql").items()} == ir_nodes
+    assert "PostgresExampleGen" in ir_nodes and "CsvExampleGen" not in ir_nodes
+    dag = parse_dag(tmp_path, **settings)["dags"]["cartola_pro"]
+    assert {task_id: task["upstream"] for task_id, task in dag["tasks"].items()} == dict(
+        ir_nodes, **{airflow_tasks.STATUS_TASK: [topology.PUSHER]})
+    assert topology.depends_on("Transform", "PostgresExampleGen", "postgresql")
 
 
 def test_nodes_after_example_gen_are_the_ones_that_read_its_span():

@@ -80,7 +80,6 @@ def _load_sample(args) -> int:
     from pathlib import Path  # pylint: disable=import-outside-toplevel
 
     from cartola.data import postgres  # pylint: disable=import-outside-toplevel
-    from cartola.data.spans import list_spans  # pylint: disable=import-outside-toplevel
     config = load_config(args.config)
     changes = {"source": "postgresql", "db_table": args.table or config.db_table}
     if args.local:
@@ -88,8 +87,9 @@ def _load_sample(args) -> int:
         from cartola.orchestration.services import LocalServices, ServiceError
         services = LocalServices(config.airflow_dir)
         try:
+            changes["db_uri"], secret = services.data_location(args.database)
             services.start_postgres()
-            changes["db_uri"], secret = services.data_database(args.database)
+            services.create_database(args.database)
         except ServiceError as err:
             raise InputDataError(str(err)) from None
         changes["db_password_file"] = str(secret)
@@ -97,13 +97,7 @@ def _load_sample(args) -> int:
         changes["db_uri"] = args.uri
     config = config.replace(**changes)
     data_dir = config.path(Path(args.data_root)) if args.data_root else config.data_dir
-    spans = list_spans(data_dir, config.span_pattern) if data_dir.is_dir() else []
-    if not spans:
-        raise InputDataError(f"no span folders matching {config.span_pattern!r} under "
-                             f"{data_dir}: load-sample loads one snapshot per folder")
-    loaded = postgres.load_csv_spans(
-        config, [(span.date, sorted(span.folder.glob("*.csv"))) for span in spans],
-        replace=args.replace)
+    loaded = postgres.load_spans(config, data_dir, replace=args.replace)
     print(f"loaded into {postgres.PostgresSource(config).where} at {config.db_uri}:")
     for day, rows in loaded:
         print(f"  {day}: {rows:,} rows")

@@ -1,9 +1,9 @@
 """The TFX pipeline, built from the project config. Runners (local, Airflow) live elsewhere.
 
-CsvExampleGen or PostgresExampleGen (one span) -> StatisticsGen -> ImportSchemaGen (curated schema) ->
-ExampleValidator -> DataValidationGate, and DriftGate (against the statistics of the served
-model's data) -> Transform (the training window of spans) -> Trainer -> Evaluator (this span's
-eval split; baseline: the model served now) -> Pusher (atomic integer versions).
+CsvExampleGen or PostgresExampleGen (one span) -> StatisticsGen -> ImportSchemaGen (curated
+schema) -> ExampleValidator -> DataValidationGate, and DriftGate (against the statistics of
+the served model's data) -> Transform (the training window of spans) -> Trainer -> Evaluator
+(this span's eval split; baseline: the model served now) -> Pusher (atomic integer versions).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from cartola.data.spans import Span, date_to_span, pick_span, span_to_date
+from cartola.data.spans import Span, date_to_span, list_spans, pick_span, span_to_date
 from cartola.errors import InputDataError
 
 PASSWORD_ENV = "CARTOLA_DB_PASSWORD"
@@ -280,6 +280,17 @@ def load_csv_spans(config, folders: Sequence[Tuple[dt.date, Iterable[Path]]],
                 sql.Identifier(f"{source.table.split('.')[-1]}_{source.snapshot_column}_idx"),
                 table, snapshot))
     return loaded
+
+
+def load_spans(config, data_dir: Path, replace: bool = False) -> List[Tuple[str, int]]:
+    """Load every span folder under ``data_dir`` (``span_pattern``) as one snapshot date
+    each (what ``cartola load-sample`` does); returns [(date, rows)]."""
+    spans = list_spans(data_dir, config.span_pattern) if data_dir.is_dir() else []
+    if not spans or spans[0].date is None:
+        raise InputDataError(f"no dated span folders matching {config.span_pattern!r} under "
+                             f"{data_dir}: each folder becomes one snapshot date")
+    return load_csv_spans(config, [(span.date, sorted(span.folder.glob("*.csv")))
+                                   for span in spans], replace)
 
 
 def _csv_header(path: Path, delimiter: str) -> List[str]:

@@ -90,6 +90,7 @@ class _ReadSpan(beam.DoFn):
         self._rows = beam.metrics.Metrics.counter("PostgresExampleGen", "rows")
 
     def process(self, query: str) -> Iterator[tf.train.Example]:  # pylint: disable=arguments-differ
+        """Fetch ``FETCH_ROWS`` rows at a time; encode each batch."""
         exclude = set(self._settings["exclude"])
         with postgres.connect(self._settings["uri"], self._settings["password_file"]) as conn:
             with conn.cursor(name="cartola_example_gen") as cursor:

@@ -88,6 +88,9 @@ def run_input(context: Mapping[str, Any], config: Config) -> Tuple[Optional[str]
     value = conf.get("data_root")
     if value is not None and not isinstance(value, str):
         raise AirflowFailException(f"conf data_root must be a folder path, got {value!r}")
+    if value is not None and config.source != "csv":
+        raise AirflowFailException(f"conf data_root is for CSV folders; this DAG reads "
+                                   f"source = {config.source!r} (conf span picks a snapshot)")
     folder = config.path(Path(value)) if value else config.data_dir
     interval = None
     run_type = getattr(dag_run, "run_type", "")

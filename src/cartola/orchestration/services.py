@@ -181,19 +181,22 @@ class LocalServices:
                 if name not in existing:
                     connection.execute(f'CREATE DATABASE "{name}"')
 
-    def data_database(self, name: str) -> Tuple[str, Path]:
+    def data_location(self, name: str) -> Tuple[str, Path]:
         """(URI without a password, 0600 password file) of database ``name`` on the local
-        server, created when missing: where ``cartola load-sample --local`` puts the data."""
+        server: where ``cartola load-sample --local`` puts the data."""
         if os.environ.get(POSTGRES_URI_ENV):
             raise ServiceError(f"{POSTGRES_URI_ENV} names your own server: pass --uri instead")
+        self._secret("postgres_password")
+        return (f"postgresql://{PG_SUPERUSER}@127.0.0.1:{self._settings()['pg_port']}/{name}",
+                self.state_dir / "secrets" / "postgres_password")
+
+    def create_database(self, name: str) -> None:
+        """Create database ``name`` on the running server unless it exists."""
         with self._wait_postgres() as connection:
             found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                                        (name,)).fetchone()
             if not found:
                 connection.execute(f'CREATE DATABASE "{name}"')
-        self._secret("postgres_password")
-        return (f"postgresql://{PG_SUPERUSER}@127.0.0.1:{self._settings()['pg_port']}/{name}",
-                self.state_dir / "secrets" / "postgres_password")
 
     def database_uri(self, database: str, driver: str = "") -> str:
         """URI of one database on the server; ``driver`` e.g. ``+psycopg2`` for SQLAlchemy."""

@@ -100,7 +100,13 @@ class _Graph:
 
 
 def _input_notes(execution, examples, span_pattern: str) -> List[str]:
-    """The ExampleGen's input folder, pattern, span and the files it matches today."""
+    """The ExampleGen's input folder, pattern, span and the files it matches today; or the
+    query a database ExampleGen ran and the rows it read."""
+    query = custom_property(examples, "query")
+    if query:
+        return [f"query: {query}",
+                f"span {span_label(examples_span(examples), span_pattern)}; "
+                f"{custom_property(examples, 'row_count')} rows"]
     base = execution_property(execution, "input_base") or ""
     notes = [f"input folder: {base}"]
     patterns = []
