@@ -137,7 +137,9 @@ class PostgresSource:
         return [self.span(date_to_span(day)) for day in days]
 
     def span(self, number: int, size: Optional[int] = None) -> Span:
-        """The Span record of span ``number`` (no database access)."""
+        """The Span record of span ``number`` (no database access). ``size``: the bytes of
+        its rows as text (``octet_length(row::text)``, about a CSV line each), so
+        ``beam_multi_processing_mb`` means the same for both sources."""
         return Span(number, Path(), span_to_date(number), source=self.where, size=size)
 
     def columns(self, connection, number: int) -> Dict[str, str]:
@@ -172,7 +174,7 @@ class PostgresSource:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT count(*), count(*) FILTER (WHERE {quote_column(label)} IS NULL), "
-                f"coalesce(sum(pg_column_size(q.*)), 0) "
+                f"coalesce(sum(octet_length(q::text)), 0) "
                 f"FROM ({fill_span(self.query, number)}) AS q")
             rows, null_labels, size = cursor.fetchone()
         if rows == 0:
@@ -229,7 +231,7 @@ def find(config, number: int) -> Span:
     """Span ``number`` with its size (for nodes after ExampleGen: no checks)."""
     source = PostgresSource(config)
     with source.connect() as connection, connection.cursor() as cursor:
-        cursor.execute(f"SELECT coalesce(sum(pg_column_size(q.*)), 0) "
+        cursor.execute(f"SELECT coalesce(sum(octet_length(q::text)), 0) "
                        f"FROM ({fill_span(source.query, number)}) AS q")
         return source.span(number, int(cursor.fetchone()[0]))
 

@@ -1,0 +1,115 @@
+"""Ingestion speed, side by side in one run: PostgresExampleGen against CsvExampleGen on the
+same rows (the sample generator's data, 1M rows by default).
+
+Starts a PostgreSQL server on 127.0.0.1 (generated password, in a temporary folder), loads
+the CSV into a table with ``cartola.data.postgres.load_csv_spans`` (COPY), then runs each
+ExampleGen alone as a one-node TFX pipeline (LocalDagRunner, its own ML Metadata), each with
+the Beam options ``cartola run`` would choose for its input size, and prints rows/s and the
+ratio. The server is stopped and everything removed at the end.
+
+    python bench/example_gen.py [--rows 1000000]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# pylint: disable=wrong-import-position
+from cartola import sample_data
+from cartola.config import load_config
+from cartola.data import postgres
+from cartola.data.spans import date_to_span
+from cartola.orchestration import beam
+from cartola.orchestration.services import LocalServices
+
+REPO = Path(__file__).resolve().parents[1]
+DAY = dt.date(2026, 11, 16)
+
+
+def run_alone(component, root: Path, beam_args) -> float:
+    """Seconds to run ``component`` as a one-node pipeline under ``root``."""
+    # pylint: disable=import-outside-toplevel
+    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name=f"bench_{component.id}", pipeline_root=str(root / "pipeline"),
+        components=[component], enable_cache=False, beam_pipeline_args=list(beam_args),
+        metadata_connection_config=tfx.orchestration.metadata
+        .sqlite_metadata_connection_config(str(root / "metadata.db")))
+    started = time.monotonic()
+    LocalDagRunner().run(pipeline)
+    return time.monotonic() - started
+
+
+def _splits(config):
+    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+    return tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+        tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+        tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)]))
+
+
+def main() -> int:
+    """Generate, load, ingest twice, print."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_example_gen_"))
+    services = LocalServices(work / "services")
+    try:
+        folder = work / "data" / f"snapshot={DAY.isoformat()}"
+        sample_data.write_csv(folder / "cartola_sample.csv", n_rows=args.rows)
+        uri, secret = services.data_location("bench")
+        services.start_postgres()
+        services.create_database("bench")
+        config = load_config(environ={}, project_home=str(work), data_root=str(work / "data"),
+                             schema_path=str(REPO / "schema" / "schema.pbtxt"),
+                             source="postgresql", db_uri=uri, db_password_file=str(secret),
+                             db_table="bench_users")
+        started = time.monotonic()
+        postgres.load_spans(config, config.data_dir)
+        load_seconds = time.monotonic() - started
+        span = postgres.resolve(config)
+        csv_bytes = (folder / "cartola_sample.csv").stat().st_size
+
+        # pylint: disable=import-outside-toplevel
+        from tfx import v1 as tfx
+        from tfx.proto import range_config_pb2
+        from cartola.data.csv_example_gen import csv_example_gen
+        from cartola.data.postgres_example_gen import postgres_example_gen
+        pinned = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
+            start_span_number=date_to_span(DAY), end_span_number=date_to_span(DAY)))
+        source = postgres.PostgresSource(config)
+        runs = []
+        for name, component, size in (
+                ("CsvExampleGen", csv_example_gen(
+                    str(config.data_dir), ",", ".", tfx.proto.Input(splits=[
+                        tfx.proto.Input.Split(name="single_split", pattern=config.span_pattern)]),
+                    _splits(config), pinned), csv_bytes),
+                ("PostgresExampleGen", postgres_example_gen(
+                    source, tfx.proto.Input(splits=[tfx.proto.Input.Split(
+                        name="single_split", pattern=source.query)]), _splits(config), pinned),
+                 span.size)):
+            choice = beam.choose(config, size)
+            seconds = run_alone(component, work / name, choice.args)
+            runs.append((name, seconds, choice.reason))
+        print(f"\n{args.rows:,} rows; COPY into PostgreSQL took {load_seconds:.1f} s")
+        print(f"{'ExampleGen':20} {'seconds':>8} {'rows/s':>10}  beam")
+        for name, seconds, reason in runs:
+            print(f"{name:20} {seconds:8.1f} {args.rows / seconds:10,.0f}  {reason}")
+        print(f"PostgresExampleGen / CsvExampleGen rows/s: {runs[0][1] / runs[1][1]:.2f}x")
+    finally:
+        services.stop()
+        services.remove_data()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
