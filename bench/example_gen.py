@@ -55,6 +55,31 @@ def _splits(config):
         tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets)]))
 
 
+def _compare(config, work: Path, csv_bytes: int, table_bytes: int) -> list:
+    """[(ExampleGen, seconds, Beam choice)] of each ExampleGen on the same span."""
+    # pylint: disable=import-outside-toplevel
+    from tfx import v1 as tfx
+    from tfx.proto import range_config_pb2
+    from cartola.data.csv_example_gen import csv_example_gen
+    from cartola.data.postgres_example_gen import postgres_example_gen
+    pinned = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
+        start_span_number=date_to_span(DAY), end_span_number=date_to_span(DAY)))
+    source = postgres.PostgresSource(config)
+    runs = []
+    for name, component, size in (
+            ("CsvExampleGen", csv_example_gen(
+                str(config.data_dir), ",", ".", tfx.proto.Input(splits=[
+                    tfx.proto.Input.Split(name="single_split", pattern=config.span_pattern)]),
+                _splits(config), pinned), csv_bytes),
+            ("PostgresExampleGen", postgres_example_gen(
+                source, tfx.proto.Input(splits=[tfx.proto.Input.Split(
+                    name="single_split", pattern=source.query)]), _splits(config), pinned),
+             table_bytes)):
+        choice = beam.choose(config, size)
+        runs.append((name, run_alone(component, work / name, choice.args), choice.reason))
+    return runs
+
+
 def main() -> int:
     """Generate, load, ingest twice, print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
@@ -75,30 +100,8 @@ def main() -> int:
         started = time.monotonic()
         postgres.load_spans(config, config.data_dir)
         load_seconds = time.monotonic() - started
-        span = postgres.resolve(config)
-        csv_bytes = (folder / "cartola_sample.csv").stat().st_size
-
-        # pylint: disable=import-outside-toplevel
-        from tfx import v1 as tfx
-        from tfx.proto import range_config_pb2
-        from cartola.data.csv_example_gen import csv_example_gen
-        from cartola.data.postgres_example_gen import postgres_example_gen
-        pinned = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
-            start_span_number=date_to_span(DAY), end_span_number=date_to_span(DAY)))
-        source = postgres.PostgresSource(config)
-        runs = []
-        for name, component, size in (
-                ("CsvExampleGen", csv_example_gen(
-                    str(config.data_dir), ",", ".", tfx.proto.Input(splits=[
-                        tfx.proto.Input.Split(name="single_split", pattern=config.span_pattern)]),
-                    _splits(config), pinned), csv_bytes),
-                ("PostgresExampleGen", postgres_example_gen(
-                    source, tfx.proto.Input(splits=[tfx.proto.Input.Split(
-                        name="single_split", pattern=source.query)]), _splits(config), pinned),
-                 span.size)):
-            choice = beam.choose(config, size)
-            seconds = run_alone(component, work / name, choice.args)
-            runs.append((name, seconds, choice.reason))
+        runs = _compare(config, work, (folder / "cartola_sample.csv").stat().st_size,
+                        postgres.resolve(config).size)
         print(f"\n{args.rows:,} rows; COPY into PostgreSQL took {load_seconds:.1f} s")
         print(f"{'ExampleGen':20} {'seconds':>8} {'rows/s':>10}  beam")
         for name, seconds, reason in runs:

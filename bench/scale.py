@@ -3,7 +3,8 @@ data of each size, each in a fresh project home, for each Beam mode asked for.
 
 Prints per run the wall time (process start to exit, TFX import included), the pipeline time
 and each heavy component's time (from ML Metadata), the Beam choice, and the peak RSS of the
-whole process tree (Beam's worker processes included, sampled every 0.2 s); then, per mode,
+whole process tree (Beam's worker processes included, sampled every 0.2 s) as summed RSS and
+summed PSS, overall and per component; then, per mode,
 time(larger)/time(smaller) for each pair of sizes next to each other.
 
     python bench/scale.py                                   # 100k and 1M rows, auto mode
@@ -21,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import psutil
 
@@ -31,15 +32,42 @@ REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator")
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of ``process`` and all its descendants."""
-    total = 0
+def tree_memory(process: psutil.Process) -> Tuple[int, int]:
+    """(RSS, PSS) bytes summed over ``process`` and all its descendants. Summed RSS counts
+    the pages processes share (TensorFlow's libraries, mapped by every Beam worker) once per
+    process; PSS splits each shared page between its sharers, so its sum is what the tree
+    takes from the machine."""
+    rss = pss = 0
     for member in [process] + process.children(recursive=True):
         try:
-            total += member.memory_info().rss
+            info = member.memory_full_info()
         except psutil.Error:  # a worker that just exited
-            pass
-    return total
+            continue
+        rss += info.rss
+        pss += getattr(info, "pss", info.rss)
+    return rss, pss
+
+
+class _Watcher:
+    """Peak memory of the tree per running component, from the run's progress lines."""
+
+    STARTED = re.compile(rb"\] (\w+) started")
+
+    def __init__(self, log: Path):
+        self._log, self._offset, self.current = log, 0, "startup"
+        self.peaks: Dict[str, List[int]] = {}  # component -> [RSS, PSS]
+
+    def sample(self, process: psutil.Process) -> None:
+        """Attribute the tree's memory now to the component that started last."""
+        with open(self._log, "rb") as handle:
+            handle.seek(self._offset)
+            new = handle.read()
+            self._offset = handle.tell()
+        for match in self.STARTED.finditer(new):
+            self.current = match.group(1).decode()
+        memory = tree_memory(process)
+        peaks = self.peaks.setdefault(self.current, [0, 0])
+        peaks[:] = [max(old, now) for old, now in zip(peaks, memory)]
 
 
 def run_once(data: Path, home: Path, mode: str, log: Path) -> Dict[str, object]:
@@ -52,9 +80,12 @@ def run_once(data: Path, home: Path, mode: str, log: Path) -> Dict[str, object]:
         child = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, "-m", "cartola.cli", "run"], stdout=out, stderr=subprocess.STDOUT,
             env=env)
-        watched, peak = psutil.Process(child.pid), 0
+        watched, watcher = psutil.Process(child.pid), _Watcher(log)
         while child.poll() is None:
-            peak = max(peak, tree_rss(watched))
+            try:
+                watcher.sample(watched)
+            except psutil.Error:  # the run just ended
+                break
             time.sleep(0.2)
     text = log.read_text(encoding="utf-8", errors="replace")
     found = re.search(r"^components: (.*)$", text, re.M)
@@ -64,7 +95,10 @@ def run_once(data: Path, home: Path, mode: str, log: Path) -> Dict[str, object]:
     choice = re.search(r"^beam: (.*)$", text, re.M)
     return {"rc": child.returncode, "wall": time.monotonic() - started,
             "pipeline": float(pipeline.group(1)) if pipeline else None,
-            "components": components, "peak_gb": peak / 1e9,
+            "components": components,
+            "peak_gb": max((p[0] for p in watcher.peaks.values()), default=0) / 1e9,
+            "peak_pss_gb": max((p[1] for p in watcher.peaks.values()), default=0) / 1e9,
+            "peaks": {name: (rss / 1e9, pss / 1e9) for name, (rss, pss) in watcher.peaks.items()},
             "beam": choice.group(1) if choice else "?", "log": log}
 
 
@@ -75,12 +109,15 @@ def _size(rows: int) -> str:
 def report(results: List[tuple]) -> None:
     """The side-by-side table and the ratios."""
     names = "  ".join(f"{name[:10]:>10}" for name in HEAVY)
-    print(f"\nrows  mode              wall s  pipeline s  {names}  peak RSS GB  beam")
+    print(f"\nrows  mode              wall s  pipeline s  {names}  peak RSS GB  peak PSS GB  "
+          f"beam")
     for rows, mode, got in results:
         cells = "  ".join(f"{got['components'].get(name, float('nan')):10.1f}" for name in HEAVY)
         pipeline = got["pipeline"] if got["pipeline"] is not None else float("nan")
         print(f"{_size(rows):5} {mode:16} {got['wall']:7.1f}  {pipeline:10.1f}  {cells}  "
-              f"{got['peak_gb']:11.2f}  {got['beam']}")
+              f"{got['peak_gb']:11.2f}  {got['peak_pss_gb']:11.2f}  {got['beam']}")
+        print("      peak by component, RSS/PSS GB: " + ", ".join(
+            f"{name} {rss:.2f}/{pss:.2f}" for name, (rss, pss) in got["peaks"].items()))
         if got["rc"] != 0:
             tail = got["log"].read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
             print(f"      exit {got['rc']}:\n        " + "\n        ".join(tail))
