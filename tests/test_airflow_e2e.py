@@ -253,7 +253,7 @@ def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow, pushed_p
     from cartola.registry.history import history
     from cartola.registry.lineage import backward
     (row,) = history(config)
-    query = """SELECT * FROM "cartola_users" WHERE "snapshot_date" = '20261116'"""
+    query = "SELECT * FROM cartola_users WHERE snapshot_date = '20261116'"
     assert (row.run_id, row.trigger, row.pushed_version, row.rows, row.span, row.data) == (
         run_id, "manual", 1, 20_000, "2026-11-16", query)
     assert row.ks >= config.min_ks and row.champion_ks is None

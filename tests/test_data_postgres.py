@@ -205,3 +205,19 @@ def test_encode_types_and_missing_values_like_csv_example_gen():
     assert not second.features.feature["anos"].int64_list.value
     assert second.features.feature["avg"].HasField("float_list")
     assert not second.features.feature["city"].bytes_list.value
+
+
+def test_queries_ml_metadata_on_postgresql_cannot_store_are_refused(tmp_path):
+    from cartola.config import ConfigError  # pylint: disable=import-outside-toplevel
+    settings = {"source": "postgresql", "db_uri": "postgresql://u@127.0.0.1/db",
+                "metadata_uri": "postgresql://u@127.0.0.1/mlmd"}
+    make_config(tmp_path, db_table="public.cartola_users", **settings)
+    for bad in ({"db_table": "Users"}, {"snapshot_column": "snapshot date"},
+                {"db_query": 'SELECT * FROM "T" WHERE d = @span_yyyymmdd_utc'}):
+        with pytest.raises(ConfigError, match="ML Metadata on PostgreSQL cannot record"):
+            make_config(tmp_path, **{"db_table": "t", **settings, **bad})
+    # SQLite ML Metadata stores any query; the names are quoted in SQL as needed.
+    config = make_config(tmp_path, **{**settings, "metadata_uri": "sqlite:///m.db",
+                                      "db_table": "Users"})
+    assert postgres.PostgresSource(config).query == (
+        'SELECT * FROM "Users" WHERE snapshot_date = @span_yyyymmdd_utc')

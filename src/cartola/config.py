@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import sys
 import typing
@@ -294,6 +295,16 @@ class Config:  # pylint: disable=too-many-instance-attributes
         if self.db_query and "@span_yyyymmdd_utc" not in self.db_query:
             raise ConfigError("db_query must select one span with "
                               "'<column> = @span_yyyymmdd_utc'")
+        # ML Metadata's PostgreSQL backend fails to store a string holding a backslash, and
+        # the query reaches it JSON-encoded (a double quote becomes \"): measured with MLMD
+        # 1.16, put_execution raises InternalError "syntax error at or near".
+        plain = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")  # never quoted
+        quoted = ('"' in self.db_query or "\\" in self.db_query) if self.db_query else not all(
+            plain.fullmatch(name) for name in (self.db_table, self.snapshot_column))
+        if quoted and self.metadata_uri.startswith("postgresql"):
+            raise ConfigError("ML Metadata on PostgreSQL cannot record a query with double "
+                              "quotes or backslashes: use lower-case names without quotes in "
+                              "db_table / snapshot_column / db_query, or a view")
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed (values parsed like environment values)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import stat
 import urllib.parse
 from pathlib import Path
@@ -30,6 +31,7 @@ KINDS = {
 }
 SQL_TYPES = {"INT": "bigint", "FLOAT": "double precision", "BYTES": "text"}
 _SNAPSHOT_TYPES = ("date", "timestamp", "timestamptz")
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 def redact(uri: str) -> str:
@@ -73,16 +75,19 @@ def connect(uri: str, password_file: str = ""):
         raise InputDataError(f"cannot connect to PostgreSQL {redact(uri)}: {reason}") from None
 
 
-def quote_table(name: str) -> str:
-    """``schema.table`` or ``table`` as quoted SQL identifiers."""
-    from psycopg import sql  # pylint: disable=import-outside-toplevel
-    return sql.SQL(".").join(sql.Identifier(part) for part in name.split(".")).as_string(None)
-
-
 def quote_column(name: str) -> str:
-    """A column name as a quoted SQL identifier."""
+    """A name as an SQL identifier: as is when PostgreSQL would read it unchanged (lower
+    case, letters, digits, _), quoted otherwise. Plain names keep the query free of double
+    quotes, which ML Metadata's PostgreSQL backend fails to store (see config.py)."""
+    if _PLAIN_NAME.fullmatch(name):
+        return name
     from psycopg import sql  # pylint: disable=import-outside-toplevel
     return sql.Identifier(name).as_string(None)
+
+
+def quote_table(name: str) -> str:
+    """``schema.table`` or ``table`` as SQL identifiers."""
+    return ".".join(quote_column(part) for part in name.split("."))
 
 
 def fill_span(query: str, number: int) -> str:
