@@ -49,7 +49,7 @@ def node_states(config, run_id) -> dict:
     store = open_store(config)
     return {node: [airflow_tasks._state_name(e)  # pylint: disable=protected-access
                    for e in airflow_tasks.node_executions(store, config, run_id, node)]
-            for node in topology.NODES}
+            for node in topology.nodes(config.source)}
 
 
 def staging_dirs(config) -> list:
