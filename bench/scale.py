@@ -29,23 +29,25 @@ import psutil
 from cartola import sample_data
 
 REPO = Path(__file__).resolve().parents[1]
+PSS_EVERY = 10  # samples (of 0.2 s) between two PSS readings
 HEAVY = ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator")
 
 
-def tree_memory(process: psutil.Process) -> Tuple[int, int]:
-    """(RSS, PSS) bytes summed over ``process`` and all its descendants. Summed RSS counts
-    the pages processes share (TensorFlow's libraries, mapped by every Beam worker) once per
+def tree_memory(process: psutil.Process, pss: bool) -> Tuple[int, int]:
+    """(RSS, PSS) bytes summed over ``process`` and all its descendants (PSS 0 unless
+    ``pss``: reading it walks every mapping, too slow for each sample). Summed RSS counts the
+    pages processes share (TensorFlow's libraries, mapped by every Beam worker) once per
     process; PSS splits each shared page between its sharers, so its sum is what the tree
     takes from the machine."""
-    rss = pss = 0
+    totals = [0, 0]
     for member in [process] + process.children(recursive=True):
         try:
-            info = member.memory_full_info()
+            info = member.memory_full_info() if pss else member.memory_info()
         except psutil.Error:  # a worker that just exited
             continue
-        rss += info.rss
-        pss += getattr(info, "pss", info.rss)
-    return rss, pss
+        totals[0] += info.rss
+        totals[1] += getattr(info, "pss", 0)
+    return totals[0], totals[1]
 
 
 class _Watcher:
@@ -54,7 +56,7 @@ class _Watcher:
     STARTED = re.compile(rb"\] (\w+) started")
 
     def __init__(self, log: Path):
-        self._log, self._offset, self.current = log, 0, "startup"
+        self._log, self._offset, self.current, self._count = log, 0, "startup", 0
         self.peaks: Dict[str, List[int]] = {}  # component -> [RSS, PSS]
 
     def sample(self, process: psutil.Process) -> None:
@@ -65,7 +67,8 @@ class _Watcher:
             self._offset = handle.tell()
         for match in self.STARTED.finditer(new):
             self.current = match.group(1).decode()
-        memory = tree_memory(process)
+        self._count += 1
+        memory = tree_memory(process, pss=self._count % PSS_EVERY == 0)
         peaks = self.peaks.setdefault(self.current, [0, 0])
         peaks[:] = [max(old, now) for old, now in zip(peaks, memory)]
 
