@@ -64,7 +64,8 @@ class _Watcher:
         with open(self._log, "rb") as handle:
             handle.seek(self._offset)
             new = handle.read()
-            self._offset = handle.tell()
+        new = new[:new.rfind(b"\n") + 1]  # whole lines only; the rest is read next time
+        self._offset += len(new)
         for match in self.STARTED.finditer(new):
             self.current = match.group(1).decode()
         self._count += 1

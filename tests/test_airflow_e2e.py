@@ -153,16 +153,16 @@ def _when(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def roots_overlapped(tis: dict) -> bool:
+def roots_overlapped(tis: dict, source: str = "csv") -> bool:
     """Whether the tasks with no upstream ran at the same time (parallel executor)."""
-    roots = [tis[node] for node, ups in topology.NODES.items() if not ups]
+    roots = [tis[node] for node, ups in topology.nodes(source).items() if not ups]
     return max(_when(ti["start_date"]) for ti in roots) < min(_when(ti["end_date"])
                                                              for ti in roots)
 
 
-def preloaded_tasks(local, run_id) -> set:
+def preloaded_tasks(local, run_id, source: str = "csv") -> set:
     """Task ids whose log says TFX was already imported by the worker they forked from."""
-    return {task for task in topology.NODES
+    return {task for task in topology.nodes(source)
             if "(TFX already loaded)" in local.task_log(DAG_ID, run_id, task, 1)}
 
 
@@ -240,8 +240,8 @@ def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow, pushed_p
     assert model_versions(config.model_serving_dir) == [1]
     assert run_ids(config) == [run_id]
     assert node_states(config, run_id) == {node: ["COMPLETE"] for node in nodes}
-    assert roots_overlapped(tis)
-    assert preloaded_tasks(local, run_id) == set(nodes)
+    assert roots_overlapped(tis, config.source)
+    assert preloaded_tasks(local, run_id, config.source) == set(nodes)
     _assert_same_statistics(_statistics(config, run_id), _statistics(pushed_project[0]))
     ours = {local.port} | {int(json.loads((local.home / "services.json").read_text())[key])
                            for key in ("pg_port",)}
