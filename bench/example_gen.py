@@ -4,8 +4,9 @@ same rows (the sample generator's data, 1M rows by default).
 Starts a PostgreSQL server on 127.0.0.1 (generated password, in a temporary folder), loads
 the CSV into a table with ``cartola.data.postgres.load_csv_spans`` (COPY), then runs each
 ExampleGen alone as a one-node TFX pipeline (LocalDagRunner, its own ML Metadata), each with
-the Beam options ``cartola run`` would choose for its input size, and prints rows/s and the
-ratio. The server is stopped and everything removed at the end.
+the Beam options ``cartola run`` would choose for its input size, and prints rows/s, the peak
+RSS of the process tree (Beam's workers included) and the ratio. The server is stopped and
+everything removed at the end.
 
     python bench/example_gen.py [--rows 1000000]
 """
@@ -16,8 +17,12 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Tuple
+
+import psutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,8 +38,34 @@ REPO = Path(__file__).resolve().parents[1]
 DAY = dt.date(2026, 11, 16)
 
 
-def run_alone(component, root: Path, beam_args) -> float:
-    """Seconds to run ``component`` as a one-node pipeline under ``root``."""
+class PeakRss(threading.Thread):
+    """Peak RSS summed over this process and its children (Beam workers), every 0.2 s."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak, self._stop = 0, threading.Event()
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            total = 0
+            for member in [me] + me.children(recursive=True):
+                try:
+                    total += member.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> float:
+        """Stop sampling; the peak in GB."""
+        self._stop.set()
+        self.join()
+        return self.peak / 1e9
+
+
+def run_alone(component, root: Path, beam_args) -> Tuple[float, float]:
+    """Seconds and peak RSS (GB) to run ``component`` as a one-node pipeline under
+    ``root``."""
     # pylint: disable=import-outside-toplevel
     from tfx import v1 as tfx
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
@@ -43,9 +74,11 @@ def run_alone(component, root: Path, beam_args) -> float:
         components=[component], enable_cache=False, beam_pipeline_args=list(beam_args),
         metadata_connection_config=tfx.orchestration.metadata
         .sqlite_metadata_connection_config(str(root / "metadata.db")))
+    watcher = PeakRss()
+    watcher.start()
     started = time.monotonic()
     LocalDagRunner().run(pipeline)
-    return time.monotonic() - started
+    return time.monotonic() - started, watcher.stop()
 
 
 def _splits(config):
@@ -76,7 +109,7 @@ def _compare(config, work: Path, csv_bytes: int, table_bytes: int) -> list:
                     name="single_split", pattern=source.query)]), _splits(config), pinned),
              table_bytes)):
         choice = beam.choose(config, size)
-        runs.append((name, run_alone(component, work / name, choice.args), choice.reason))
+        runs.append((name, *run_alone(component, work / name, choice.args), choice.reason))
     return runs
 
 
@@ -103,9 +136,10 @@ def main() -> int:
         runs = _compare(config, work, (folder / "cartola_sample.csv").stat().st_size,
                         postgres.resolve(config).size)
         print(f"\n{args.rows:,} rows; COPY into PostgreSQL took {load_seconds:.1f} s")
-        print(f"{'ExampleGen':20} {'seconds':>8} {'rows/s':>10}  beam")
-        for name, seconds, reason in runs:
-            print(f"{name:20} {seconds:8.1f} {args.rows / seconds:10,.0f}  {reason}")
+        print(f"{'ExampleGen':20} {'seconds':>8} {'rows/s':>10} {'peak RSS GB':>11}  beam")
+        for name, seconds, peak, reason in runs:
+            print(f"{name:20} {seconds:8.1f} {args.rows / seconds:10,.0f} {peak:11.2f}  "
+                  f"{reason}")
         print(f"PostgresExampleGen / CsvExampleGen rows/s: {runs[0][1] / runs[1][1]:.2f}x")
     finally:
         services.stop()
