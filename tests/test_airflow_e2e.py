@@ -196,7 +196,7 @@ def _assert_same_statistics(from_db: dict, from_csv: dict) -> None:
                                                pytest.approx(mean, rel=1e-6)), (split, name)
 
 
-def _next_span_trains_on_new_rows(config, tmp_path) -> None:
+def _next_span_trains_on_new_rows(config, tmp_path, dag_run_id: str) -> None:
     """A new weekly snapshot in the table (other users: another seed): `cartola run`
     (latest span) reads it, and only it, into Transform and the Trainer."""
     from cartola.data.postgres import load_spans
@@ -209,10 +209,10 @@ def _next_span_trains_on_new_rows(config, tmp_path) -> None:
     result = run_local(config)
     assert result["span"].date == date(2026, 11, 23)
     store = open_store(config)
-    runs = run_ids(config)
-    (transform,) = airflow_tasks.node_executions(store, config, runs[-1], "Transform")
+    (new_run,) = set(run_ids(config)) - {dag_run_id}
+    (transform,) = airflow_tasks.node_executions(store, config, new_run, "Transform")
     (examples,) = airflow_tasks._output_artifacts(  # pylint: disable=protected-access
-        store, airflow_tasks.node_executions(store, config, runs[-1], "PostgresExampleGen")[0])
+        store, airflow_tasks.node_executions(store, config, new_run, "PostgresExampleGen")[0])
     assert examples_span(examples) == result["span"].number
     assert examples.custom_properties["row_count"].int_value == 20_000
     assert "'20261123'" in examples.custom_properties["query"].string_value
@@ -262,7 +262,7 @@ def test_postgres_profile_rest_trigger_pushes_a_model(postgres_airflow, pushed_p
     assert f"query: {query}" in notes and "span 2026-11-16; 20000 rows" in notes, notes
     page = (config.project_home / "reports" / "index.html").read_text(encoding="utf-8")
     assert f"manual ({run_id})" in page and "pushed version 1" in page
-    _next_span_trains_on_new_rows(config, tmp_path)
+    _next_span_trains_on_new_rows(config, tmp_path, run_id)
 
 
 def _backfill_data(folder: Path) -> None:
