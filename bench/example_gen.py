@@ -43,11 +43,11 @@ class PeakRss(threading.Thread):
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.peak, self._stop = 0, threading.Event()
+        self.peak, self._done = 0, threading.Event()
 
     def run(self) -> None:
         me = psutil.Process()
-        while not self._stop.wait(0.2):
+        while not self._done.wait(0.2):
             total = 0
             for member in [me] + me.children(recursive=True):
                 try:
@@ -58,7 +58,7 @@ class PeakRss(threading.Thread):
 
     def stop(self) -> float:
         """Stop sampling; the peak in GB."""
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peak / 1e9
 
