@@ -42,9 +42,10 @@ airflow-up: setup  ## Local Airflow 3 (127.0.0.1:8080) with the DAG linked in; P
 airflow-down:
 	$(PY) -m cartola.orchestration.airflow_local stop
 
-bench: setup  ## Parse cost of the DAG file and server latency (needs a pushed model: make run).
+bench: setup  ## Parse cost of the DAG file, server latency, batch scoring (needs a pushed model: make run).
 	$(PY) bench/dag_parse.py
 	$(PY) bench/serve.py
+	$(PY) bench/score.py
 
 bench-dag-run: setup  ## Trigger-to-pushed-model under the real scheduler, both DAGs (~20 min).
 	$(PY) bench/dag_run.py

@@ -3,6 +3,7 @@ output (fake scorers), then the sample data with the pushed model (e2e)."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 
 import numpy as np
@@ -90,12 +91,36 @@ def test_rows_segments_and_rejects_with_line_numbers(tmp_path, chunk_rows):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_missing_values_reach_the_model_as_none(tmp_path):
+def test_missing_values_reach_the_model_as_nan_or_none(tmp_path):
     scorer = FakeScorer()
     _score(tmp_path, scorer=scorer)
+    columns = scorer.calls[0]  # numpy columns, as the model's encoder takes them
+    assert columns["k"].dtype == np.float64
+    np.testing.assert_array_equal(columns["k"], [3, np.nan, 1, 0, 1, np.nan])
+    assert columns["c"].tolist() == ["a", "b", None, "a", "multi\nline", "a"]
+
+
+def test_whitespace_case_missing_tokens_bom_crlf_and_bad_bytes(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes("\ufeffid;pro_target;x;k;c;other\r\n"
+                       " 1 ; TRUE ;\t2,5 ; 3 ; a ;z\r\n"
+                       "2;False;8;NULL;\xa0b\xa0;z\r\n"
+                       "3;1;n/a;1;c;z\r\n"
+                       "4;0;1,5e1;N/A;;z\r\n".encode() + b"5;1;1;1;\xff;z\r\n")
+    scorer = FakeScorer()
+    summary = scoring.score_csv(source, tmp_path / "out.csv", scorer,
+                                scoring.SegmentRule("pro_target", 0.5, 0.5), id_column="id",
+                                progress=False, delimiter=";", decimal=",")
+    out = pd.read_csv(summary.output, dtype={"id": str})
+    assert out["id"].tolist() == ["1", "2", "4", "5"]
+    assert out["probability"].tolist() == pytest.approx([0.25, 0.8, 1.5, 0.1])
+    assert out["segment"].tolist() == ["churn_risk", "conversion_target", "conversion_target",
+                                       "churn_risk"]
+    with summary.rejects.open(encoding="utf-8") as handle:
+        assert list(csv.reader(handle))[1:] == [["4", "3", "x is required but missing"]]
     columns = scorer.calls[0]
-    assert columns["k"] == [3, None, 1, 0, 1, None]
-    assert columns["c"] == ["a", "b", None, "a", "multi\nline", "a"]
+    np.testing.assert_array_equal(columns["k"], [3, np.nan, np.nan, 1])
+    assert columns["c"].tolist() == ["a", "b", None, "\ufffd"]
 
 
 def test_thresholds_change_the_segments(tmp_path):
@@ -178,6 +203,29 @@ def test_http_scorer_retries_a_refused_batch_row_by_row():
     probabilities, errors = scorer.predict({"x": [1, 2, 13, 4, 5], "c": ["a"] * 5})
     assert probabilities[[0, 1, 3, 4]] == pytest.approx([0.01, 0.02, 0.04, 0.05])
     assert errors == {2: "refused by the server: x must not be 13"}
+
+
+def test_http_scorer_sends_checked_columns_as_json_values():
+    sent = []
+
+    class Client:
+        """Records what it is sent; p = 0.5."""
+
+        model_path = "/v1/models/m"
+
+        def raw_inputs(self):
+            """The model's predict_raw inputs."""
+            return {"x": "DT_FLOAT", "c": "DT_STRING"}
+
+        def predict_columns(self, columns):
+            """0.5 per row, once the columns survive JSON."""
+            sent.append(json.loads(json.dumps(columns, allow_nan=False)))
+            return [0.5] * len(columns["x"])
+
+    probabilities, _ = scoring.HttpScorer(Client()).predict(
+        {"x": np.array([1.5, np.nan, 3.0]), "c": np.array(["ç", None, "b"], dtype=object)})
+    assert probabilities.tolist() == [0.5] * 3
+    assert sent == [{"x": [1.5, None, 3.0], "c": ["ç", None, "b"]}]
 
 
 @pytest.mark.e2e

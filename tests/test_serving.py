@@ -120,18 +120,41 @@ def test_instances_become_columns_and_errors_are_listed():
     assert "instance 2: feature 'a' must be a number" in text
 
 
-def test_hand_encoded_examples_parse_like_protobuf_built_ones():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from cartola.serving.model import build_examples  # pylint: disable=import-outside-toplevel
-    features = dict(FEATURES, **{"nome_ção" * 20: RawFeature("nome_ção" * 20, "float", False)})
+LONG_NAME = "nome_ção" * 20  # a key longer than 127 bytes: two-byte length prefixes
+
+
+def _encoder_columns():
+    """Checked columns with every kind, missing values, extreme ints and floats, non-ASCII and
+    long strings: six hand-picked rows, then 300 seeded random ones in which most rows share a
+    few layouts (encoded as blocks) and the rest are rare (encoded row by row)."""
     columns = {"a": [1.5, -0.0, 3.3e38, 1e-40, None, 0.1],
                "n": [0, -1, 2 ** 63 - 1, -(2 ** 63), 300, None],
                "s": ["x", "ção" * 60, "", None, "1920x1080", None],
-               "nome_ção" * 20: [2.5, None, None, 1.0, 0.0, None]}
-    for i, serialized in enumerate(build_examples(columns, features)):
-        expected = tf.train.Example()
+               LONG_NAME: [2.5, None, None, 1.0, 0.0, None]}
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        rare = rng.random() < 0.1
+        columns["a"].append(None if rare else float(rng.normal() * 10.0 ** rng.integers(-40, 38)))
+        columns["n"].append(int(rng.integers(-2 ** 63, 2 ** 63 - 1)) if rare
+                            else int(rng.integers(0, 100)))
+        columns["s"].append(str(rng.choice(["ção", "x", "", "€uro" * 40])) if rare
+                            else str(rng.choice(["ab", "çã"])))
+        columns[LONG_NAME].append(None if rng.random() < 0.3 else float(rng.random()))
+    columns = {name: values + [None] for name, values in columns.items()}  # nothing present
+    return columns
+
+
+def test_examples_parse_like_protobuf_built_ones():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from cartola.serving.model import build_examples  # pylint: disable=import-outside-toplevel
+    features = dict(FEATURES, **{LONG_NAME: RawFeature(LONG_NAME, "float", False)})
+    columns = _encoder_columns()
+    rows = len(columns["a"])
+    expected = []
+    for i in range(rows):
+        example = tf.train.Example()
         for name, values in columns.items():
-            value, feature = values[i], expected.features.feature
+            value, feature = values[i], example.features.feature
             if value is None:
                 continue
             if features[name].kind == "int":
@@ -140,7 +163,21 @@ def test_hand_encoded_examples_parse_like_protobuf_built_ones():
                 feature[name].float_list.value.append(value)
             else:
                 feature[name].bytes_list.value.append(value.encode())
-        assert tf.train.Example.FromString(serialized) == expected, i
+        expected.append(example)
+    serialized = build_examples(columns, features)
+    assert len(serialized) == rows and serialized[-1] == b""
+    for i, data in enumerate(serialized):
+        assert tf.train.Example.FromString(data) == expected[i], i
+    # Numpy columns, as batch scoring passes them (NaN = missing number, ints as float64 or
+    # int64), give the same bytes; float64 holds these ints exactly.
+    small = [v if v is None or abs(v) < 2 ** 53 else 2 ** 53 for v in columns["n"]]
+    arrays = {"a": np.array(columns["a"], dtype=float), "n": np.array(small, dtype=float),
+              "s": np.array(columns["s"], dtype=object),
+              LONG_NAME: np.array(columns[LONG_NAME], dtype=float)}
+    assert build_examples(arrays, features) == build_examples(dict(columns, n=small), features)
+    present = [i for i, v in enumerate(columns["n"]) if v is not None]
+    assert build_examples({"n": np.array([columns["n"][i] for i in present])}, features) == (
+        build_examples({"n": [columns["n"][i] for i in present]}, features))
 
 
 def test_status_metadata_and_both_predict_forms(tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import math
 import os
 import sys
@@ -153,18 +154,8 @@ class HttpScorer:
         return result, errors
 
     def _call(self, columns, start, stop):
-        return self.client.predict_columns({name: values[start:stop]
+        return self.client.predict_columns({name: _plain(values[start:stop])
                                             for name, values in columns.items()})
-
-
-def _lines(path: Path, counter: List[int]) -> Iterator[str]:
-    """Decoded lines of a file (newlines kept, BOM dropped), counting bytes for the progress
-    bar."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle):
-            counter[0] += len(raw)
-            text = raw.decode("utf-8", errors="replace")
-            yield text.lstrip("\ufeff") if number == 0 else text
 
 
 class _Chunk:
@@ -172,53 +163,76 @@ class _Chunk:
 
     def __init__(self):
         self.lines: List[int] = []
-        self.records: List[List[str]] = []
+        self.records: List[Tuple[str, ...]] = []
 
 
 class _CsvRecords:
     """A CSV file's header, then chunks of well-formed records; malformed records (blank,
-    wrong field count, unreadable) are appended to ``bad`` as (line, id, reason)."""
+    wrong field count, unreadable) are appended to ``bad`` as (line, id, reason). Lines are
+    decoded as UTF-8 (bad bytes replaced), the header's BOM dropped. A context manager: the
+    file stays open until the block ends."""
 
     def __init__(self, path: Path, chunk_rows: int, id_column: str, delimiter: str = ","):
-        self.bytes_read = [0]
         self.bad: List[Tuple[int, str, str]] = []
         self.malformed = 0
         self._chunk_rows = chunk_rows
-        self._reader = csv.reader(_lines(path, self.bytes_read), delimiter=delimiter)
+        # newline="\n": lines end where the bytes do, "\r\n" kept for the csv module.
+        self._text = open(path, encoding="utf-8",  # pylint: disable=consider-using-with
+                          errors="replace", newline="\n")
         try:
-            self.header = [h.strip() for h in next(self._reader)]
-        except StopIteration as err:
-            raise ScoringError(f"{path} is empty") from err
-        except csv.Error as err:
-            raise ScoringError(f"{path}: cannot read the header: {err}") from err
+            first = self._text.readline()
+            if not first:
+                raise ScoringError(f"{path} is empty")
+            self._reader = csv.reader(itertools.chain([first.lstrip("\ufeff")], self._text),
+                                      delimiter=delimiter)
+            try:
+                self.header = [h.strip() for h in next(self._reader)]
+            except csv.Error as err:
+                raise ScoringError(f"{path}: cannot read the header: {err}") from err
+        except BaseException:
+            self._text.close()
+            raise
         self._id_index = self.header.index(id_column) if id_column in self.header else None
 
+    @property
+    def bytes_read(self) -> int:
+        """Bytes decoded so far, for the progress bar."""
+        return self._text.buffer.tell()
+
+    def __enter__(self) -> "_CsvRecords":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._text.close()
+
     def __iter__(self) -> Iterator[_Chunk]:
-        reader, width = self._reader, len(self.header)
+        reader, width, size = self._reader, len(self.header), self._chunk_rows
         previous = reader.line_num
         chunk = _Chunk()
         while True:
             try:
-                record = next(reader)
-            except StopIteration:
+                for record in reader:  # the per-record loop: kept lean
+                    line, previous = previous + 1, reader.line_num
+                    if len(record) == width:
+                        chunk.lines.append(line)
+                        # A tuple of strings drops out of the garbage collector's tracking at
+                        # its first pass; a list never does, and a chunk of live lists set off
+                        # full collections over TensorFlow's heap (a fifth of the run).
+                        chunk.records.append(tuple(record))
+                        if len(chunk.records) >= size:
+                            yield chunk
+                            chunk = _Chunk()
+                    elif not record:
+                        self._malformed(line, "", "blank line")
+                    else:
+                        row_id = (record[self._id_index].strip() if self._id_index is not None
+                                  and self._id_index < len(record) else "")
+                        self._malformed(line, row_id,
+                                        f"expected {width} fields, found {len(record)}")
                 break
             except csv.Error as err:  # e.g. a NUL byte; the reader resumes on the next line
                 self._malformed(previous + 1, "", f"unreadable CSV: {err}")
                 previous = reader.line_num
-                continue
-            line, previous = previous + 1, reader.line_num
-            if not record:
-                self._malformed(line, "", "blank line")
-            elif len(record) != width:
-                row_id = (record[self._id_index].strip() if self._id_index is not None
-                          and self._id_index < len(record) else "")
-                self._malformed(line, row_id, f"expected {width} fields, found {len(record)}")
-            else:
-                chunk.lines.append(line)
-                chunk.records.append(record)
-                if len(chunk.records) >= self._chunk_rows:
-                    yield chunk
-                    chunk = _Chunk()
         if chunk.records:
             yield chunk
 
@@ -227,65 +241,97 @@ class _CsvRecords:
         self.bad.append((line, row_id, reason))
 
 
-def _append(reasons: pd.Series, mask, message) -> None:
-    """Add a reason (a string, or a Series aligned with ``reasons``) to the masked rows."""
+_ASCII_SPACE = "".join(c for c in map(chr, range(128)) if c.isspace())
+
+
+def _stripped(column: pd.Series) -> pd.Series:
+    """``column.str.strip()``; the column itself when no value has whitespace, which a few
+    substring searches over the joined text tell far faster than stripping each value."""
+    joined = "".join(column.to_numpy())
+    if joined.isascii() and not any(space in joined for space in _ASCII_SPACE):
+        return column
+    return column.str.strip()
+
+
+def _append(reasons: pd.Series, mask, message: str, quoted: Optional[pd.Series] = None) -> None:
+    """Add a reason to the masked rows: ``message``, followed by the row's value of
+    ``quoted`` in quotes when given (built for those rows only)."""
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return
-    text = message[mask] if isinstance(message, pd.Series) else message
+    text = message + "'" + quoted[mask] + "'" if quoted is not None else message
     current = reasons[mask]
     reasons[mask] = np.where(current == "", text, current + "; " + text)
 
 
-def _check_chunk(frame: pd.DataFrame, features: Mapping[str, RawFeature], id_column: str,
-                 status_column: str, decimal: str = "."):
-    """Parse one chunk column-wise: (reasons, status 0/1, checked feature columns); an empty
-    ``id_column`` or ``status_column`` is not checked."""
-    reasons = pd.Series([""] * len(frame), index=frame.index, dtype=object)
+def _parse_numbers(text: pd.Series, decimal: str) -> Tuple[pd.Series, pd.Series]:
+    """(numbers, missing) of a stripped column: NaN where missing or not a number. Missing
+    tokens never parse as numbers, so only the unparsed rows are lowercased and looked up."""
+    if decimal == ",":
+        text = text.str.replace(",", ".", regex=False)
+    numbers = pd.to_numeric(text, errors="coerce")
+    unparsed = numbers.isna().to_numpy()
+    missing = pd.Series(False, index=text.index)
+    if unparsed.any():
+        missing[unparsed] = text[unparsed].str.lower().isin(_MISSING)
+    return numbers, missing
+
+
+def _check_chunk(frame: Mapping[str, pd.Series], features: Mapping[str, RawFeature],
+                 id_column: str, status_column: str, decimal: str = "."):
+    """Parse one chunk column-wise: (reasons, status 0/1, checked feature columns, stripped
+    ids or None); an empty ``id_column`` or ``status_column`` is not checked."""
+    index = next(iter(frame.values())).index
+    reasons = pd.Series([""] * len(index), index=index, dtype=object)
+    ids = None
     if id_column:
-        _append(reasons, frame[id_column].str.strip() == "", f"missing {id_column}")
-    is_pro = pd.Series(False, index=frame.index)
+        ids = _stripped(frame[id_column])
+        _append(reasons, ids == "", f"missing {id_column}")
+    is_pro = pd.Series(False, index=index)
     if status_column:
-        status_text = frame[status_column].str.strip().str.lower()
-        is_pro = status_text.isin(_TRUE)
-        _append(reasons, ~(is_pro | status_text.isin(_FALSE)),
-                f"{status_column} must be 0 or 1, got '" + frame[status_column] + "'")
+        status = _stripped(frame[status_column])
+        odd = ~status.isin(_TRUE | _FALSE).to_numpy()
+        if odd.any():  # "TRUE", "False": lowercase only those
+            status = status.copy()
+            status[odd] = status[odd].str.lower()
+        is_pro = status.isin(_TRUE)
+        _append(reasons, ~(is_pro | status.isin(_FALSE)), f"{status_column} must be 0 or 1, got ",
+                frame[status_column])
     columns: Dict[str, pd.Series] = {}
     for name, feature in features.items():
-        raw = frame[name].str.strip()
+        text = _stripped(frame[name])
         if feature.kind == "string":
-            missing = raw == ""
-            columns[name] = raw.where(~missing, None)
+            missing = text == ""
+            columns[name] = text.where(~missing, None)
         else:
-            missing = raw.str.lower().isin(_MISSING)
-            if decimal == ",":
-                raw = raw.str.replace(",", ".", regex=False)
-            numbers = pd.to_numeric(raw.where(~missing), errors="coerce")
-            _append(reasons, ~missing & numbers.isna(),
-                    f"{name} is not a number: '" + frame[name] + "'")
+            numbers, missing = _parse_numbers(text, decimal)
+            _append(reasons, ~missing & numbers.isna(), f"{name} is not a number: ", frame[name])
             infinite = np.isinf(numbers)
             _append(reasons, infinite, f"{name} is not finite")
             numbers = numbers.where(~infinite)
             if feature.kind == "int":
                 _append(reasons, numbers.notna() & ((numbers % 1 != 0) | (numbers.abs() >= 2**63)),
-                        f"{name} must be an integer, got '" + frame[name] + "'")
+                        f"{name} must be an integer, got ", frame[name])
             else:
                 _append(reasons, numbers.abs() > FLOAT32_MAX, f"{name} is out of float32 range")
             columns[name] = numbers
         if feature.required:
             _append(reasons, missing, f"{name} is required but missing")
-    return reasons, is_pro.to_numpy(), columns
+    return reasons, is_pro.to_numpy(), columns, ids
 
 
-def _values(series: pd.Series, feature: RawFeature) -> List[Any]:
-    """A checked column as the model input lists want it (None = missing)."""
-    if feature.kind == "string":
-        return series.tolist()  # None where missing
-    values = series.to_numpy(dtype=float)
-    present = ~np.isnan(values)
-    if feature.kind == "int":
-        return [int(v) if ok else None for v, ok in zip(values, present)]
-    return [float(v) if ok else None for v, ok in zip(values, present)]
+def _values(series: pd.Series, feature: RawFeature) -> np.ndarray:
+    """A checked column as the model's encoder takes it: float64 with NaN for numbers, objects
+    with None for strings (missing)."""
+    return series.to_numpy(dtype=object if feature.kind == "string" else float)
+
+
+def _plain(values: Sequence[Any]) -> List[Any]:
+    """A checked column as JSON values, None for missing."""
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        return [None if math.isnan(v) else v for v in array.tolist()]
+    return array.tolist()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,26 +364,36 @@ def default_rejects_path(output: Path) -> Path:
     return output.with_name(output.stem + ".rejects" + (output.suffix or ".csv"))
 
 
+def _columns(chunk: _Chunk, header: List[str], names: List[str]) -> Dict[str, pd.Series]:
+    """The named columns of a chunk's records as text; the others are never read."""
+    index = pd.RangeIndex(len(chunk.records))
+    return {name: pd.Series([record[position] for record in chunk.records], index=index,
+                            dtype=object)
+            for name, position in ((n, header.index(n)) for n in dict.fromkeys(names))}
+
+
 def _score_chunk(chunk: _Chunk, header: List[str], scorer, rule: Optional[SegmentRule],
                  id_column: str, decimal: str = "."):
     """(ids, probabilities, segments, scored mask, reasons) of one chunk; the ids are line
     numbers without an id column, the segments ``ALL_ROWS`` without a rule."""
-    frame = pd.DataFrame(chunk.records, columns=header)
-    reasons, is_pro, checked = _check_chunk(frame, scorer.features, id_column,
-                                            rule.status_column if rule else "", decimal)
+    status_column = rule.status_column if rule else ""
+    rows = len(chunk.records)
+    reasons, is_pro, checked, ids = _check_chunk(
+        _columns(chunk, header, [n for n in (id_column, status_column) if n]
+                 + list(scorer.features)), scorer.features, id_column, status_column, decimal)
     valid = np.flatnonzero((reasons == "").to_numpy())
-    probabilities = np.full(len(frame), np.nan)
+    probabilities = np.full(rows, np.nan)
     if len(valid) > 0:
-        columns = {name: _values(checked[name].iloc[valid], feature)
+        columns = {name: _values(checked[name].iloc[valid] if len(valid) < rows
+                                 else checked[name], feature)
                    for name, feature in scorer.features.items()}
         predicted, errors = scorer.predict(columns)
         probabilities[valid] = predicted
         for position, message in errors.items():
             reasons.iloc[valid[position]] = message
-    ids = (frame[id_column].str.strip().to_numpy() if id_column
-           else np.asarray(chunk.lines).astype(str))
+    ids = ids.to_numpy() if ids is not None else np.asarray(chunk.lines).astype(str)
     segments = (rule.assign(probabilities, np.asarray(is_pro)) if rule
-                else np.full(len(frame), ALL_ROWS))
+                else np.full(rows, ALL_ROWS))
     return ids, probabilities, segments, (reasons == "").to_numpy(), reasons.to_numpy()
 
 
@@ -366,16 +422,22 @@ def _write_all(records: _CsvRecords, scorer, rule: Optional[SegmentRule], id_col
         summary.rows += len(chunk.records)
         ids, probabilities, segment, scored, reasons = _score_chunk(
             chunk, records.header, scorer, rule, id_column, decimal)
-        for i in np.flatnonzero(scored):
-            out_csv.writerow([ids[i], f"{probabilities[i]:.6f}"] + ([segment[i]] if rule else []))
-            summary.by_segment[segment[i]] += 1
-            summary.probability_sum[segment[i]] += float(probabilities[i])
+        rows = np.flatnonzero(scored)
+        out_csv.writerows(zip(ids[rows].tolist(),
+                              [f"{p:.6f}" for p in probabilities[rows].tolist()],
+                              *([segment[rows].tolist()] if rule else [])))
+        for name in summary.by_segment:
+            mine = probabilities[rows][segment[rows] == name]
+            summary.by_segment[name] += len(mine)
+            # cumsum adds in row order, as a running total would: the same float sum.
+            summary.probability_sum[name] = float(np.cumsum(
+                np.concatenate([[summary.probability_sum[name]], mine]))[-1])
         records.bad.extend((chunk.lines[i], ids[i], reasons[i]) for i in np.flatnonzero(~scored))
         summary.rejected += _flush_rejects(rej_csv, records.bad, bool(id_column))
-        progress_bar.update(records.bytes_read[0] - progress_bar.n)
+        progress_bar.update(records.bytes_read - progress_bar.n)
         progress_bar.set_postfix(rows=f"{summary.rows + records.malformed:,}", refresh=False)
     summary.rejected += _flush_rejects(rej_csv, records.bad, bool(id_column))
-    progress_bar.update(records.bytes_read[0] - progress_bar.n)
+    progress_bar.update(records.bytes_read - progress_bar.n)
     summary.rows += records.malformed  # records that never reached a chunk
     summary.scored = summary.rows - summary.rejected
 
@@ -388,12 +450,24 @@ def score_csv(  # pylint: disable=too-many-arguments,too-many-locals
     """Score ``source`` into ``output`` (and the rejects CSV); returns the summary. No
     ``rule``: no segments; empty ``id_column``: rows are named by their line number.
     ``delimiter`` and ``decimal`` describe the input file (the output is plain CSV)."""
-    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
     source, output, rejects = _checked_paths(source, output, rejects, chunk_rows)
     started = time.monotonic()
-    records = _CsvRecords(source, chunk_rows, id_column, delimiter)
-    _check_header(records.header, scorer.features, id_column,
-                  rule.status_column if rule else "", source)
+    with _CsvRecords(source, chunk_rows, id_column, delimiter) as records:
+        _check_header(records.header, scorer.features, id_column,
+                      rule.status_column if rule else "", source)
+        summary = _score_records(records, (source, output, rejects), scorer, rule, id_column,
+                                 progress, decimal)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _score_records(  # pylint: disable=too-many-arguments
+        records: _CsvRecords, paths: Tuple[Path, Path, Path], scorer,
+        rule: Optional[SegmentRule], id_column: str, progress: bool,
+        decimal: str) -> ScoreSummary:
+    """Write the output and rejects files under temporary names, then rename them."""
+    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+    source, output, rejects = paths
     segments = rule.names if rule else (ALL_ROWS,)
     summary = ScoreSummary(rows=0, scored=0, rejected=0,
                            by_segment={segment: 0 for segment in segments},
@@ -416,7 +490,6 @@ def score_csv(  # pylint: disable=too-many-arguments,too-many-locals
         for tmp in (tmp_out, tmp_rej):
             if tmp.exists():
                 tmp.unlink()
-    summary.seconds = time.monotonic() - started
     return summary
 
 
