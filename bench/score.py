@@ -43,17 +43,8 @@ from cartola import scoring
 from cartola.config import load_config
 from cartola.data.spans import latest_folder
 from cartola.serving.model import RawFeature, ServedModel, build_examples
+from cartola.serving.model import _varint  # pylint: disable=protected-access
 from cartola.versions import model_versions
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
