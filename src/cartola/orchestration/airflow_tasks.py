@@ -109,7 +109,7 @@ def run_input(context: Mapping[str, Any], config: Config) -> Tuple[Optional[str]
 
 
 def recorded_span(config: Config, run_id: str) -> Optional[int]:
-    """The span this run's CsvExampleGen ingested (ML Metadata), or None before it ran."""
+    """The span this run's ExampleGen ingested (ML Metadata), or None before it ran."""
     from cartola.registry.runs import examples_span  # pylint: disable=import-outside-toplevel
     store = _store(config)
     for execution in node_executions(store, config, run_id, topology.example_gen(config.source)):
@@ -235,17 +235,17 @@ def push_result(config: Config, run_id: str) -> Dict[str, Any]:
 
 def _node_input(node_id: str, context: Mapping[str, Any], config: Config,
                 run_id: str) -> Tuple[Optional[str], Optional[Span]]:
-    """Data root and span for a node: CsvExampleGen resolves the span; later nodes take the
-    span CsvExampleGen recorded in this run (a snapshot landing mid-run changes nothing): the
-    training window reads its number, Beam nodes the size of its files."""
+    """Data root and span for a node: ExampleGen resolves the span; later nodes take the span
+    ExampleGen recorded in this run (a snapshot landing mid-run changes nothing): the training
+    window reads its number, Beam nodes its size."""
     if node_id == topology.example_gen(config.source):
         folder, span = run_input(context, config)
-        log.info("span %s (%s)", span.name, span.folder)
+        log.info("span %s (%s)", span.name, span.location)
         return folder, span
     conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
     folder = str(config.path(Path(conf["data_root"]))) if conf.get("data_root") else None
     if not topology.depends_on(node_id, topology.example_gen(config.source), config.source):
-        return folder, None  # runs beside or before CsvExampleGen: no span recorded yet
+        return folder, None  # runs beside or before ExampleGen: no span recorded yet
     number = recorded_span(config, run_id)
     if number is None:
         return folder, None
