@@ -94,6 +94,12 @@ def test_load_sample_types_rows_and_spans(loaded):
                                            "cartola_sample.csv"])])
 
 
+def test_load_refuses_an_empty_span_folder(loaded, tmp_path):
+    (tmp_path / "snapshot=2026-11-30").mkdir()
+    with pytest.raises(InputDataError, match="span folders without \\*.csv files: .*2026-11-30"):
+        postgres.load_spans(loaded, tmp_path)
+
+
 def test_resolve_latest_requested_and_interval(loaded):
     latest = postgres.resolve(loaded)
     assert (latest.date, latest.source) == (dt.date(2026, 11, 16),

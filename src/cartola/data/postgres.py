@@ -296,8 +296,11 @@ def load_spans(config, data_dir: Path, replace: bool = False) -> List[Tuple[str,
     if not spans or spans[0].date is None:
         raise InputDataError(f"no dated span folders matching {config.span_pattern!r} under "
                              f"{data_dir}: each folder becomes one snapshot date")
-    return load_csv_spans(config, [(span.date, sorted(span.folder.glob("*.csv")))
-                                   for span in spans], replace)
+    folders = [(span.date, sorted(span.folder.glob("*.csv"))) for span in spans]
+    empty = [str(span.folder) for span, (_, files) in zip(spans, folders) if not files]
+    if empty:
+        raise InputDataError(f"span folders without *.csv files: {', '.join(empty)}")
+    return load_csv_spans(config, folders, replace)
 
 
 def _csv_header(path: Path, delimiter: str) -> List[str]:
