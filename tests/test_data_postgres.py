@@ -96,7 +96,7 @@ def test_load_sample_types_rows_and_spans(loaded):
 
 def test_load_refuses_an_empty_span_folder(loaded, tmp_path):
     (tmp_path / "snapshot=2026-11-30").mkdir()
-    with pytest.raises(InputDataError, match="span folders without \\*.csv files: .*2026-11-30"):
+    with pytest.raises(InputDataError, match="no \\*.csv file in input folder .*2026-11-30"):
         postgres.load_spans(loaded, tmp_path)
 
 
@@ -227,3 +227,19 @@ def test_queries_ml_metadata_on_postgresql_cannot_store_are_refused(tmp_path):
                                       "db_table": "Users"})
     assert postgres.PostgresSource(config).query == (
         'SELECT * FROM "Users" WHERE snapshot_date = @span_yyyymmdd_utc')
+
+
+def test_load_names_the_file_and_column_a_value_does_not_fit(loaded, tmp_path):
+    folder = tmp_path / "snapshot=2026-11-30"
+    folder.mkdir()
+    lines = (LATEST_SPAN / "cartola_sample.csv").read_text(encoding="utf-8").splitlines()[:3]
+    header = lines[0].split(",")
+    row = lines[2].split(",")
+    row[header.index("anos_como_pro")] = "3.5"  # a float in a bigint column
+    (folder / "part.csv").write_text("\n".join([lines[0], lines[1], ",".join(row)]) + "\n",
+                                     encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"part\.csv: .*bigint.*\"3\.5\".*line 3, "
+                                             r"column anos_como_pro"):
+        postgres.load_spans(loaded, tmp_path)
+    assert _sql(loaded, "SELECT count(*) FROM cartola_users WHERE snapshot_date = "
+                        "'2026-11-30'")[0][0] == 0  # the transaction rolled back

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shlex
 import sys
 import typing
@@ -298,10 +297,11 @@ class Config:  # pylint: disable=too-many-instance-attributes
         # ML Metadata's PostgreSQL backend fails to store a string holding a backslash, and
         # the query reaches it JSON-encoded (a double quote becomes \"): measured with MLMD
         # 1.16, put_execution raises InternalError "syntax error at or near".
-        plain = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")  # never quoted
-        quoted = ('"' in self.db_query or "\\" in self.db_query) if self.db_query else not all(
-            plain.fullmatch(name) for name in (self.db_table, self.snapshot_column))
-        if quoted and self.metadata_uri.startswith("postgresql"):
+        if not self.metadata_uri.startswith("postgresql"):
+            return
+        from cartola.data.postgres import default_query  # pylint: disable=import-outside-toplevel
+        query = self.db_query or default_query(self.db_table, self.snapshot_column)
+        if '"' in query or "\\" in query:
             raise ConfigError("ML Metadata on PostgreSQL cannot record a query with double "
                               "quotes or backslashes: use lower-case names without quotes in "
                               "db_table / snapshot_column / db_query, or a view")

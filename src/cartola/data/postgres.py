@@ -15,6 +15,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from cartola.data.checks import check_input_dir, compare_headers, file_header
 from cartola.data.spans import Span, date_to_span, list_spans, pick_span, span_to_date
 from cartola.errors import InputDataError
 
@@ -32,6 +33,8 @@ KINDS = {
 SQL_TYPES = {"INT": "bigint", "FLOAT": "double precision", "BYTES": "text"}
 _SNAPSHOT_TYPES = ("date", "timestamp", "timestamptz")
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# A span's size for the Beam runner choice: its rows as text, about a CSV line each.
+_SIZE = "coalesce(sum(octet_length(q::text)), 0)"
 
 
 def redact(uri: str) -> str:
@@ -90,6 +93,12 @@ def quote_table(name: str) -> str:
     return ".".join(quote_column(part) for part in name.split("."))
 
 
+def default_query(table: str, snapshot_column: str) -> str:
+    """The query of one span of ``table`` when ``db_query`` is not set."""
+    return (f"SELECT * FROM {quote_table(table)} "
+            f"WHERE {quote_column(snapshot_column)} = {SPAN_TOKEN}")
+
+
 def fill_span(query: str, number: int) -> str:
     """``query`` with the span's date in place of @span_yyyymmdd_utc, as TFX's
     ``example_gen.utils.get_query_for_span`` writes it (tests check they agree)."""
@@ -106,16 +115,15 @@ class PostgresSource:
         self.snapshot_column = config.snapshot_column
         self.password_file = (str(config.path(Path(config.db_password_file)))
                               if config.db_password_file else "")
-        self.query = config.db_query or (
-            f"SELECT * FROM {quote_table(self.table)} "
-            f"WHERE {quote_column(self.snapshot_column)} = {SPAN_TOKEN}")
+        self.query = config.db_query or default_query(self.table, self.snapshot_column)
         self.where = f"postgresql table {self.table} (column {self.snapshot_column})"
 
     def connect(self):
         """A connection to the configured database."""
         return connect(self.uri, self.password_file)
 
-    def _fail(self, problem: str) -> InputDataError:
+    def error(self, problem: str) -> InputDataError:
+        """An InputDataError naming the table, its snapshot column and the server."""
         return InputDataError(f"{self.where} at {redact(self.uri)}: {problem}")
 
     def spans(self, connection) -> List[Span]:
@@ -125,20 +133,20 @@ class PostgresSource:
         try:
             with connection.cursor() as cursor:
                 cursor.execute(f"SELECT {column} FROM {quote_table(self.table)} LIMIT 0")
-                kind = _type_name(connection, cursor.description[0].type_code)
+                kind = type_name(connection, cursor.description[0].type_code)
                 if kind not in _SNAPSHOT_TYPES:
-                    raise self._fail(f"snapshot column {self.snapshot_column!r} is {kind}; "
+                    raise self.error(f"snapshot column {self.snapshot_column!r} is {kind}; "
                                      f"spans need a date or timestamp column")
                 cursor.execute(f"SELECT DISTINCT {column}::date FROM {quote_table(self.table)} "
                                f"WHERE {column} IS NOT NULL ORDER BY 1")
                 days = [row[0] for row in cursor.fetchall()]
         except psycopg.errors.UndefinedTable:
-            raise self._fail(f"table {self.table!r} does not exist") from None
+            raise self.error(f"table {self.table!r} does not exist") from None
         except psycopg.errors.UndefinedColumn:
-            raise self._fail(f"column {self.snapshot_column!r} does not exist in table "
+            raise self.error(f"column {self.snapshot_column!r} does not exist in table "
                              f"{self.table!r}") from None
         except psycopg.Error as err:
-            raise self._fail(" ".join(str(err).split())) from None
+            raise self.error(" ".join(str(err).split())) from None
         return [self.span(date_to_span(day)) for day in days]
 
     def span(self, number: int, size: Optional[int] = None) -> Span:
@@ -153,10 +161,10 @@ class PostgresSource:
         try:
             with connection.cursor() as cursor:
                 cursor.execute(f"SELECT * FROM ({fill_span(self.query, number)}) AS q LIMIT 0")
-                found = {col.name: _type_name(connection, col.type_code)
+                found = {col.name: type_name(connection, col.type_code)
                          for col in cursor.description}
         except psycopg.Error as err:
-            raise self._fail(f"query {self.query!r}: {' '.join(str(err).split())}") from None
+            raise self.error(f"query {self.query!r}: {' '.join(str(err).split())}") from None
         found.pop(self.snapshot_column, None)
         return found
 
@@ -166,32 +174,32 @@ class PostgresSource:
         found = self.columns(connection, number)
         for name, kind in expected.items():
             if name not in found:
-                raise self._fail(f"column {name!r} missing (the config and schema use it; "
+                raise self.error(f"column {name!r} missing (the config and schema use it; "
                                  f"the query gives {sorted(found)})")
             have = KINDS.get(found[name])
             if have is None:
-                raise self._fail(f"column {name!r} has type {found[name]}, which the "
+                raise self.error(f"column {name!r} has type {found[name]}, which the "
                                  f"PostgreSQL ExampleGen cannot read; cast it in db_query")
             if have != kind:
-                raise self._fail(f"column {name!r} is {found[name]} ({have}) in the database, "
+                raise self.error(f"column {name!r} is {found[name]} ({have}) in the database, "
                                  f"the schema expects {kind}; fix the column or the schema")
         day = span_to_date(number).isoformat()
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT count(*), count(*) FILTER (WHERE {quote_column(label)} IS NULL), "
-                f"coalesce(sum(octet_length(q::text)), 0) "
-                f"FROM ({fill_span(self.query, number)}) AS q")
+                f"{_SIZE} FROM ({fill_span(self.query, number)}) AS q")
             rows, null_labels, size = cursor.fetchone()
         if rows == 0:
-            raise self._fail(f"span {day}: empty, the query returns no row; nothing to "
+            raise self.error(f"span {day}: empty, the query returns no row; nothing to "
                              f"train on")
         if null_labels:
-            raise self._fail(f"span {day}: column {label!r} (the label) is NULL in "
+            raise self.error(f"span {day}: column {label!r} (the label) is NULL in "
                              f"{null_labels} of {rows} rows")
         return self.span(number, int(size))
 
 
-def _type_name(connection, oid: int) -> str:
+def type_name(connection, oid: int) -> str:
+    """PostgreSQL's name of a column type (``int8``, ``text``...)."""
     info = connection.adapters.types.get(oid)
     return info.name if info is not None else f"type oid {oid}"
 
@@ -226,7 +234,7 @@ def resolve(config, requested=None,
     with source.connect() as connection:
         spans = source.spans(connection)
         if not spans:
-            raise source._fail("no snapshot in the table; nothing to train on")  # pylint: disable=protected-access
+            raise source.error("no snapshot in the table; nothing to train on")
         span = pick_span(spans, f"{source.where} at {redact(source.uri)}", DATE_PATTERN,
                          requested, interval)
         return source.check(connection, span.number, expected_columns(config), config.label)
@@ -236,8 +244,7 @@ def find(config, number: int) -> Span:
     """Span ``number`` with its size (for nodes after ExampleGen: no checks)."""
     source = PostgresSource(config)
     with source.connect() as connection, connection.cursor() as cursor:
-        cursor.execute(f"SELECT coalesce(sum(octet_length(q::text)), 0) "
-                       f"FROM ({fill_span(source.query, number)}) AS q")
+        cursor.execute(f"SELECT {_SIZE} FROM ({fill_span(source.query, number)}) AS q")
         return source.span(number, int(cursor.fetchone()[0]))
 
 
@@ -254,7 +261,7 @@ def load_csv_spans(config, folders: Sequence[Tuple[dt.date, Iterable[Path]]],
     kinds = schema_kinds(config.path(config.schema_path))
     loaded = []
     with source.connect() as connection:
-        header = _csv_header(next(iter(folders[0][1])), config.csv_delimiter)
+        header = file_header(next(iter(folders[0][1])), config.csv_delimiter)
         unknown = [name for name in header if name not in kinds]
         if unknown:
             raise InputDataError(f"columns {unknown} are not in the curated schema "
@@ -274,7 +281,7 @@ def load_csv_spans(config, folders: Sequence[Tuple[dt.date, Iterable[Path]]],
                     sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(table, snapshot),
                     (day,)).fetchone()[0]
                 if present:
-                    raise source._fail(f"span {day} already holds {present} rows; use "  # pylint: disable=protected-access
+                    raise source.error(f"span {day} already holds {present} rows; use "
                                        f"--replace to reload the table")
                 connection.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}")
                                    .format(table, snapshot, sql.Literal(day)))
@@ -296,29 +303,33 @@ def load_spans(config, data_dir: Path, replace: bool = False) -> List[Tuple[str,
     if not spans or spans[0].date is None:
         raise InputDataError(f"no dated span folders matching {config.span_pattern!r} under "
                              f"{data_dir}: each folder becomes one snapshot date")
-    folders = [(span.date, sorted(span.folder.glob("*.csv"))) for span in spans]
-    empty = [str(span.folder) for span, (_, files) in zip(spans, folders) if not files]
-    if empty:
-        raise InputDataError(f"span folders without *.csv files: {', '.join(empty)}")
+    # The checks `cartola run` applies to span folders (file:line: problem), and one header
+    # across spans, before anything is written to the database.
+    folders = [(span.date, check_input_dir(span.folder, config.csv_delimiter,
+                                           config.csv_decimal)) for span in spans]
+    first = folders[0][1][0]
+    for _, files in folders[1:]:
+        problem = compare_headers(first, file_header(first, config.csv_delimiter), files[0],
+                                  file_header(files[0], config.csv_delimiter))
+        if problem:
+            raise InputDataError(problem)
     return load_csv_spans(config, folders, replace)
 
 
-def _csv_header(path: Path, delimiter: str) -> List[str]:
-    from cartola.data.checks import file_header  # pylint: disable=import-outside-toplevel
-    return file_header(path, delimiter)
-
-
 def _copy(connection, table, header: List[str], path: Path, delimiter: str) -> int:
-    """COPY one CSV file (header checked against the table's) into ``table``."""
+    """COPY one checked CSV file into ``table``; a value the column type refuses ends in
+    InputDataError naming the file with PostgreSQL's line and column."""
+    import psycopg  # pylint: disable=import-outside-toplevel
     from psycopg import sql  # pylint: disable=import-outside-toplevel
-    if _csv_header(path, delimiter) != header:
-        raise InputDataError(f"{path}:1: header differs from the first file's")
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true, "
                         "DELIMITER {})").format(
         table, sql.SQL(", ").join(sql.Identifier(name) for name in header),
         sql.Literal(delimiter))
-    with connection.cursor() as cursor:
-        with cursor.copy(statement) as copy, open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                copy.write(chunk)
-        return cursor.rowcount
+    try:
+        with connection.cursor() as cursor:
+            with cursor.copy(statement) as copy, open(path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    copy.write(chunk)
+            return cursor.rowcount
+    except psycopg.Error as err:
+        raise InputDataError(f"{path}: {' '.join(str(err).split())}") from None

@@ -87,7 +87,6 @@ class _ReadSpan(beam.DoFn):
     def __init__(self, settings: Dict[str, Any]):
         super().__init__()
         self._settings = settings
-        self._rows = beam.metrics.Metrics.counter("PostgresExampleGen", "rows")
 
     def process(self, query: str) -> Iterator[tf.train.Example]:  # pylint: disable=arguments-differ
         """Fetch ``FETCH_ROWS`` rows at a time; encode each batch."""
@@ -95,8 +94,8 @@ class _ReadSpan(beam.DoFn):
         with postgres.connect(self._settings["uri"], self._settings["password_file"]) as conn:
             with conn.cursor(name="cartola_example_gen") as cursor:
                 cursor.execute(query)
-                columns = [(i, col.name, postgres.KINDS.get(
-                    getattr(conn.adapters.types.get(col.type_code), "name", ""), ""))
+                columns = [(i, col.name,
+                            postgres.KINDS.get(postgres.type_name(conn, col.type_code), ""))
                            for i, col in enumerate(cursor.description)
                            if col.name not in exclude]
                 unreadable = [name for _, name, kind in columns if not kind]
@@ -107,7 +106,6 @@ class _ReadSpan(beam.DoFn):
                 kinds = [kind for _, _, kind in columns]
                 keep = [i for i, _, _ in columns]
                 while rows := cursor.fetchmany(FETCH_ROWS):
-                    self._rows.inc(len(rows))
                     yield from encode([tuple(row[i] for i in keep) for row in rows],
                                       names, kinds)
 
