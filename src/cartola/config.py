@@ -29,6 +29,8 @@ HOME_ENV = "CARTOLA_HOME"
 AIRFLOW_PROFILES = ("sqlite", "postgres", "celery")
 SOURCES = ("csv", "postgresql")
 BEAM_MODES = ("auto", "in_memory", "multi_processing")
+# Events cartola.monitoring.notify can send (config notify_on).
+NOTIFY_EVENTS = ("data_rejected", "drift_stop", "run_failed", "version_pushed", "monitor_alert")
 BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_DATASET = "cartola"
 
@@ -173,6 +175,35 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # it start warm (cartola.orchestration.preload). False keeps those processes light.
     preload_tfx: bool = True
 
+    # Serving observability (cartola.serving, docs/MONITORING.md): the server logs a sample of
+    # the rows it scores (request_log_sample of them, 0 turns logging off) to TFRecord files of
+    # tf.Examples under request_log_dir/<model_name>, a new file every request_log_rotate_minutes
+    # or request_log_max_mb, deleted after request_log_retention_days.
+    request_log_dir: Path = Path("request_logs")
+    request_log_sample: float = 1.0
+    request_log_rotate_minutes: float = 60.0
+    request_log_max_mb: float = 64.0
+    request_log_retention_days: float = 14.0
+    # Monitoring (cartola.monitoring): `cartola monitor` and the monitoring DAG compare the last
+    # monitor_window_hours of logged rows with the served version's training data. Feature skew
+    # fails past monitor_skew_threshold (Jensen-Shannon; 0: skew_threshold), score drift past
+    # monitor_psi_threshold (population stability index) or monitor_ks_threshold (KS statistic
+    # against the scores of its eval split). monitor_retrain lets the DAG trigger a training run.
+    monitor_window_hours: float = 24.0
+    monitor_min_rows: int = 100
+    monitor_skew_threshold: float = 0.0
+    monitor_psi_threshold: float = 0.2
+    monitor_ks_threshold: float = 0.1
+    monitor_retrain: bool = True
+    monitoring_schedule: str = "@daily"
+    # Notifications (cartola.monitoring.notify): events in notify_on go to a Slack-compatible
+    # webhook (URL from $CARTOLA_WEBHOOK_URL, else the Airflow connection notify_webhook_conn)
+    # and, inside Airflow, by email to notify_email through Airflow's [smtp] settings.
+    notify_on: Tuple[str, ...] = NOTIFY_EVENTS
+    notify_webhook_conn: str = "cartola_webhook"
+    notify_email: Tuple[str, ...] = ()
+    notify_timeout_seconds: float = 5.0
+
     def path(self, value: Path) -> Path:
         """Resolve a configured path against the project home."""
         value = Path(value).expanduser()
@@ -192,6 +223,11 @@ class Config:  # pylint: disable=too-many-instance-attributes
     def model_serving_dir(self) -> Path:
         """Folder of integer model versions, as TF Serving reads it."""
         return self.path(self.serving_dir) / self.model_name
+
+    @property
+    def request_log_path(self) -> Path:
+        """Folder of the served model's request logs."""
+        return self.path(self.request_log_dir) / self.model_name
 
     @property
     def airflow_dir(self) -> Path:
@@ -271,9 +307,28 @@ class Config:  # pylint: disable=too-many-instance-attributes
             split_pattern(self.span_pattern)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        self._validate_monitoring()
         if len(self.segment_names) != 3:
             raise ConfigError("segment_names needs three names: positive low, negative high, "
                               "neither")
+
+    def _validate_monitoring(self) -> None:
+        """Request logging, monitor thresholds and notification events."""
+        if not 0.0 <= self.request_log_sample <= 1.0:
+            raise ConfigError(f"request_log_sample is a share of rows in [0, 1], got "
+                              f"{self.request_log_sample}")
+        for name in ("request_log_rotate_minutes", "request_log_max_mb",
+                     "request_log_retention_days", "monitor_window_hours",
+                     "monitor_psi_threshold", "monitor_ks_threshold",
+                     "notify_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.monitor_skew_threshold <= 1.0:
+            raise ConfigError("monitor_skew_threshold is a Jensen-Shannon divergence in (0, 1] "
+                              f"(0: skew_threshold), got {self.monitor_skew_threshold}")
+        unknown = sorted(set(self.notify_on) - set(NOTIFY_EVENTS))
+        if unknown:
+            raise ConfigError(f"notify_on lists {unknown}; events are {list(NOTIFY_EVENTS)}")
 
     def _validate_source(self) -> None:
         """The data source and, for PostgreSQL, where to read (credentials stay outside)."""

@@ -1,0 +1,1 @@
+"""Watching the served model: request logs, skew and score drift, notifications."""
