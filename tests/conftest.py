@@ -23,8 +23,9 @@ PG_DATABASE = "cartola_data"  # the training data's database in PostgreSQL e2e t
 
 def make_config(home: Path, **overrides) -> Config:
     """A config rooted at ``home`` that ignores the caller's CARTOLA_* environment."""
+    # No daily monitoring runs in tests' local Airflows: tests trigger what they check.
     values = {"project_home": str(home), "data_root": str(REPO / "data"),
-              "schema_path": str(SCHEMA)}
+              "schema_path": str(SCHEMA), "monitoring_schedule": "none"}
     values.update(overrides)
     return load_config(environ={}, **values)
 

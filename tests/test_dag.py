@@ -21,6 +21,7 @@ from conftest import REPO, make_config
 from cartola.orchestration import airflow_tasks, topology
 
 DAG_FILE = REPO / "src" / "tfx_pipeline.py"
+MONITORING_DAG_FILE = REPO / "src" / "tfx_monitoring.py"
 HEAVY = ("tensorflow", "psycopg", "tfx", "tensorflow_transform", "tensorflow_model_analysis",
          "tensorflow_data_validation", "tfx_bsl", "ml_metadata", "apache_beam", "keras",
          "tf_keras")
@@ -45,7 +46,8 @@ for dag_id, dag in bag.dags.items():
         "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "retries": t.retries,
                               "retry_delay": t.retry_delay.total_seconds(),
                               "backoff": t.retry_exponential_backoff,
-                              "callable": getattr(t, "python_callable", None).__name__}
+                              "callable": getattr(getattr(t, "python_callable", None),
+                                                  "__name__", type(t).__name__)}
                   for t in dag.tasks},
     }
 print("RESULT " + json.dumps(out))
@@ -57,6 +59,7 @@ def parse_dag(tmp_path: Path, **cartola_env: str) -> dict:
     dags = tmp_path / "dags"
     dags.mkdir(exist_ok=True)
     shutil.copy(DAG_FILE, dags / "tfx_pipeline.py")
+    shutil.copy(MONITORING_DAG_FILE, dags / "tfx_monitoring.py")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CARTOLA_", "AIRFLOW"))}
     env.update(AIRFLOW_HOME=str(tmp_path / "airflow_home"),
@@ -79,7 +82,7 @@ def parsed(tmp_path_factory):
 
 def test_dag_loads_without_import_errors(parsed):
     assert parsed["import_errors"] == {}
-    assert list(parsed["dags"]) == ["cartola_pro"]
+    assert sorted(parsed["dags"]) == ["cartola_pro", "cartola_pro_monitoring"]
 
 
 def test_parsing_imports_no_tensorflow_or_tfx(parsed):
@@ -282,3 +285,32 @@ def test_nodes_after_example_gen_are_the_ones_that_read_its_span():
                                            "served_model_resolver", "served_statistics_resolver"}
     assert topology.depends_on("Pusher", "served_model_resolver")
     assert not topology.depends_on("StatisticsGen", "ImportSchemaGen")
+
+
+def test_monitoring_dag_follows_the_config(parsed, tmp_path):
+    """The monitoring DAG (same parse: no TensorFlow or TFX, checked above): monitor, then
+    the short circuit, then the trigger of the training DAG; its schedule from the config."""
+    dag = parsed["dags"]["cartola_pro_monitoring"]
+    assert dag["schedule"] == ["CronTriggerTimetable", "0 0 * * *"]  # @daily
+    assert dag["catchup"] is False and dag["max_active_runs"] == 1 and dag["doc_md"]
+    tasks = dag["tasks"]
+    assert tasks["monitor"] == dict(tasks["monitor"], upstream=[], retries=0, callable="monitor")
+    assert tasks["retrain_needed"]["upstream"] == ["monitor"]
+    assert tasks["retrain_needed"]["callable"] == "retrain_needed"
+    assert tasks["trigger_training"]["upstream"] == ["retrain_needed"]
+    assert tasks["trigger_training"]["callable"] == "TriggerDagRunOperator"
+    manual = parse_dag(tmp_path, monitoring_schedule="none", pipeline_name="other")
+    assert manual["import_errors"] == {}
+    assert manual["dags"]["other_monitoring"]["schedule"] is None
+
+
+@pytest.mark.parametrize("status,retrain,expected", [("failed", "true", True),
+                                                     ("passed", "true", False),
+                                                     ("failed", "false", False),
+                                                     (None, "true", False)])
+def test_retrain_only_past_a_threshold(monkeypatch, status, retrain, expected):
+    from cartola.monitoring import airflow_tasks as monitoring_tasks
+    monkeypatch.setenv("CARTOLA_MONITOR_RETRAIN", retrain)
+    result = None if status is None else {"status": status}
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: result if task_ids == "monitor" else None)
+    assert monitoring_tasks.retrain_needed(ti=ti) is expected

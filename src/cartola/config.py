@@ -189,6 +189,7 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # fails past monitor_skew_threshold (Jensen-Shannon; 0: skew_threshold), score drift past
     # monitor_psi_threshold (population stability index) or monitor_ks_threshold (KS statistic
     # against the scores of its eval split). monitor_retrain lets the DAG trigger a training run.
+    monitor_dir: Path = Path("monitoring")
     monitor_window_hours: float = 24.0
     monitor_min_rows: int = 100
     monitor_skew_threshold: float = 0.0

@@ -57,12 +57,17 @@ class AirflowLocalError(RuntimeError):
     """The local Airflow could not be started or reached."""
 
 
-def dag_source() -> Path:
-    """The DAG file of the installed package (``src/tfx_pipeline.py`` in a checkout)."""
-    spec = importlib.util.find_spec("tfx_pipeline")  # locates it without importing it
+def dag_source(module: str = "tfx_pipeline") -> Path:
+    """A DAG file of the installed package (``src/<module>.py`` in a checkout)."""
+    spec = importlib.util.find_spec(module)  # locates it without importing it
     if spec is None or not spec.origin:
-        raise AirflowLocalError("module tfx_pipeline not found: is the project installed?")
+        raise AirflowLocalError(f"module {module} not found: is the project installed?")
     return Path(spec.origin)
+
+
+def dag_sources() -> List[Path]:
+    """The package's DAG files: training, then monitoring."""
+    return [dag_source("tfx_pipeline"), dag_source("tfx_monitoring")]
 
 
 def venv_bin() -> Path:
@@ -99,7 +104,7 @@ class LocalAirflow:  # pylint: disable=too-many-instance-attributes,too-many-pub
     celery_workers: int = 2
     # Extra environment for every Airflow process (e.g. CARTOLA_* of an explicit config).
     env_extra: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    # DAG files linked into the dags folder (default: the package's tfx_pipeline.py).
+    # DAG files linked into the dags folder (default: the package's, dag_sources()).
     dag_files: Sequence[Path] = ()
 
     def __post_init__(self) -> None:
@@ -234,7 +239,7 @@ enable_health_check = False
 
     def _link_dags(self) -> None:
         self.dags_dir.mkdir(parents=True, exist_ok=True)
-        for source in self.dag_files or [dag_source()]:
+        for source in self.dag_files or dag_sources():
             source = Path(source).resolve()
             link = self.dags_dir / source.name
             if link.is_symlink() and Path(os.readlink(link)) == source:
@@ -440,7 +445,8 @@ def _print_started(local: LocalAirflow, result: Dict[str, object]) -> None:
         print(f"Airflow is already running: {local.url} (AIRFLOW_HOME={local.home})")
         return
     print(f"Airflow ({local.profile}) is up: {local.url}  (AIRFLOW_HOME={local.home})")
-    print(f"DAG folder: {local.dags_dir} -> {dag_source()}")
+    print(f"DAG folder: {local.dags_dir} -> "
+          + ", ".join(str(path) for path in local.dag_files or dag_sources()))
     if result["password"]:
         print(f"Log in as {ADMIN_USER} with password: {result['password']}\n"
               f"(shown once; kept in {local.password_file}, mode 0600)")

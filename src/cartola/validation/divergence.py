@@ -1,5 +1,5 @@
-"""Jensen-Shannon divergence of a numeric feature between two TFDV statistics, measured on
-their quantiles histograms.
+"""Jensen-Shannon divergence of model features between two TFDV statistics (the drift gate's
+and the monitor's measure), numeric features measured on their quantiles histograms.
 
 TFDV's own ``jensen_shannon_divergence`` comparator measures numeric features on the
 equal-width ("standard") histograms, whose ten buckets follow each side's own range. On a
@@ -11,13 +11,14 @@ TFDV's, unchanged.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
-from tensorflow_metadata.proto.v0 import statistics_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 Bucket = Tuple[float, float, float]  # low, high, sample count
+_JS = anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE
 
 
 def quantile_buckets(statistics: statistics_pb2.DatasetFeatureStatisticsList,
@@ -63,3 +64,43 @@ def numeric_divergence(first: statistics_pb2.DatasetFeatureStatisticsList,
     either lacks its quantiles histogram (a categorical feature, say)."""
     a, b = quantile_buckets(first, feature), quantile_buckets(second, feature)
     return None if a is None or b is None else jensen_shannon(a, b)
+
+
+def comparator_schema(schema: schema_pb2.Schema, features: List[str], drift_threshold: float,
+                      skew_threshold: float) -> schema_pb2.Schema:
+    """A copy of ``schema`` with a Jensen-Shannon comparator on every model feature that has
+    none (the schema's own thresholds win)."""
+    result = schema_pb2.Schema()
+    result.CopyFrom(schema)
+    by_name = {feature.name: feature for feature in result.feature}
+    for name in features:
+        feature = by_name.get(name)
+        if feature is None:
+            continue  # not in the schema: ExampleValidator reports it
+        for comparator, threshold in ((feature.drift_comparator, drift_threshold),
+                                      (feature.skew_comparator, skew_threshold)):
+            if not comparator.HasField("jensen_shannon_divergence"):
+                comparator.jensen_shannon_divergence.threshold = threshold
+    return result
+
+
+def measure(train, eval_split, schema: schema_pb2.Schema, baseline=None) -> List[Dict]:
+    """Every Jensen-Shannon measurement: {feature, kind (drift|skew), value, threshold,
+    failed}. ``train``, ``eval_split`` and ``baseline`` are DatasetFeatureStatisticsLists."""
+    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
+    anomalies = tfdv.validate_statistics(train, schema, previous_statistics=baseline,
+                                         serving_statistics=eval_split)
+    rows = []
+    for info in anomalies.drift_skew_info:
+        feature = ".".join(info.path.step)
+        for kind, found, other in (("drift", info.drift_measurements, baseline),
+                                   ("skew", info.skew_measurements, eval_split)):
+            for item in found:
+                if item.type == _JS:
+                    # Numeric features: measured on the quantiles histograms (see divergence).
+                    numeric = numeric_divergence(train, other, feature)
+                    value = item.value if numeric is None else numeric
+                    rows.append({"feature": feature, "kind": kind, "value": value,
+                                 "threshold": item.threshold,
+                                 "failed": value > item.threshold})
+    return sorted(rows, key=lambda row: (row["kind"], row["feature"]))

@@ -16,7 +16,7 @@ import os
 from typing import Dict, List, Optional
 
 from absl import logging
-from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import types
 from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
@@ -27,56 +27,15 @@ from tfx.utils import io_utils
 from cartola.data.spans import span_label
 from cartola.errors import DataValidationError
 from cartola.registry.baseline import artifact_span
-from cartola.validation.divergence import numeric_divergence
+from cartola.validation.divergence import comparator_schema, measure
 
 DRIFT_FILE = "drift.json"
-_JS = anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE
 
 
 class DriftReport(types.Artifact):
     """Drift and skew measurements of one run (``drift.json``)."""
 
     TYPE_NAME = "DriftReport"
-
-
-def comparator_schema(schema: schema_pb2.Schema, features: List[str], drift_threshold: float,
-                      skew_threshold: float) -> schema_pb2.Schema:
-    """A copy of ``schema`` with a Jensen-Shannon comparator on every model feature that has
-    none (the schema's own thresholds win)."""
-    result = schema_pb2.Schema()
-    result.CopyFrom(schema)
-    by_name = {feature.name: feature for feature in result.feature}
-    for name in features:
-        feature = by_name.get(name)
-        if feature is None:
-            continue  # not in the schema: ExampleValidator reports it
-        for comparator, threshold in ((feature.drift_comparator, drift_threshold),
-                                      (feature.skew_comparator, skew_threshold)):
-            if not comparator.HasField("jensen_shannon_divergence"):
-                comparator.jensen_shannon_divergence.threshold = threshold
-    return result
-
-
-def measure(train, eval_split, schema: schema_pb2.Schema, baseline=None) -> List[Dict]:
-    """Every Jensen-Shannon measurement: {feature, kind (drift|skew), value, threshold,
-    failed}. ``train``, ``eval_split`` and ``baseline`` are DatasetFeatureStatisticsLists."""
-    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
-    anomalies = tfdv.validate_statistics(train, schema, previous_statistics=baseline,
-                                         serving_statistics=eval_split)
-    rows = []
-    for info in anomalies.drift_skew_info:
-        feature = ".".join(info.path.step)
-        for kind, found, other in (("drift", info.drift_measurements, baseline),
-                                   ("skew", info.skew_measurements, eval_split)):
-            for item in found:
-                if item.type == _JS:
-                    # Numeric features: measured on the quantiles histograms (see divergence).
-                    numeric = numeric_divergence(train, other, feature)
-                    value = item.value if numeric is None else numeric
-                    rows.append({"feature": feature, "kind": kind, "value": value,
-                                 "threshold": item.threshold,
-                                 "failed": value > item.threshold})
-    return sorted(rows, key=lambda row: (row["kind"], row["feature"]))
 
 
 def describe(result: Dict) -> List[str]:

@@ -26,7 +26,7 @@ def drift_result(config: Config, run: RunInfo) -> Optional[Dict[str, Any]]:
     return load_result(uri) if uri else None
 
 
-def _distribution(stats, name: str):
+def feature_distribution(stats, name: str):
     """(bucket edges or labels, shares) of a feature: TFDV's standard histogram (numeric) or
     its top values (string)."""
     feature = next((f for f in stats.features
@@ -63,7 +63,7 @@ def plot_drift(result: Dict[str, Any]) -> Optional[bytes]:
     for axis, row in zip(axes.flat, rows):
         for stats, label in ((baseline, f"span {result['baseline_span']} (served model)"),
                              (current, f"span {result['span']} (this run)")):
-            found = _distribution(stats, row["feature"])
+            found = feature_distribution(stats, row["feature"])
             if found is None:
                 continue
             edges, shares = found
