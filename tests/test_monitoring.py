@@ -96,9 +96,9 @@ def fixture_traffic(pushed_project, tmp_path_factory):
     return config, root / "normal", root / "skewed"
 
 
-def _monitor(config, log_dir, monitor_dir):
-    """``cartola monitor`` as a user runs it, on the logs under ``log_dir``."""
-    return subprocess.run([sys.executable, "-m", "cartola.cli", "monitor"], env=_env(
+def _monitor(config, log_dir, monitor_dir, *args):
+    """``cartola monitor ARGS`` as a user runs it, on the logs under ``log_dir``."""
+    return subprocess.run([sys.executable, "-m", "cartola.cli", "monitor", *args], env=_env(
         config, request_log_dir=log_dir, monitor_dir=monitor_dir), capture_output=True,
                           text=True, timeout=600, check=False)
 
@@ -133,7 +133,15 @@ def test_logged_traffic_round_trips_and_skew_fails_naming_the_feature(traffic, t
 
     nothing = _monitor(config, tmp_path / "no_logs", tmp_path / "none")
     assert nothing.returncode == 2 and "no request log" in nothing.stderr
-    assert len(nothing.stderr.strip().splitlines()) == 1, nothing.stderr
+    assert "Traceback" not in nothing.stderr
+    bad = pd.read_csv(SAMPLE_CSV, nrows=300, dtype=str)
+    bad.loc[5, "avg_4"] = "abc"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    refused = _monitor(config, tmp_path / "no_logs", tmp_path / "none", "--batch",
+                       str(tmp_path / "bad.csv"))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"cartola monitor: {tmp_path / 'bad.csv'}:7: feature 'avg_4': 'abc' is not a number")
 
 
 @pytest.mark.e2e

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 
 from cartola.config import load_config
@@ -21,9 +22,14 @@ def _time(value: str) -> dt.datetime:
 
 
 def _monitor(args) -> int:
-    from cartola.monitoring.monitor import MonitorError, run_monitor  # pylint: disable=import-outside-toplevel
-    from cartola.tools_cli import quiet_google_warnings  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    # TensorFlow's C++ and Python warnings would bury the one line a user acts on.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import logging as absl_logging
+    from cartola.monitoring.monitor import MonitorError, run_monitor
+    from cartola.tools_cli import quiet_google_warnings
     quiet_google_warnings()
+    absl_logging.set_verbosity(absl_logging.ERROR)
     config = load_config(args.config)
     if args.hours is not None:
         config = config.replace(monitor_window_hours=args.hours)

@@ -285,8 +285,9 @@ def run_monitor(config: Config, batch: Optional[Path] = None,
     if len(traffic.scores) < config.monitor_min_rows:
         raise MonitorError(f"{traffic.description}: fewer than monitor_min_rows = "
                            f"{config.monitor_min_rows}, too few to compare")
-    stats = tfdv.generate_statistics_from_tfrecord(str(traffic.examples_file),
-                                                   output_path=str(workdir / "traffic_stats.pb"))
+    stats = tfdv.generate_statistics_from_tfrecord(str(traffic.examples_file))
+    # A serialized DatasetFeatureStatisticsList, as StatisticsGen's FeatureStats.pb.
+    (workdir / "traffic_stats.pb").write_bytes(stats.SerializeToString())
     traffic.examples_file.unlink()  # the statistics and scores are what the report keeps
     reference_scores = eval_scores(config, reference)
     result: Dict[str, Any] = {
