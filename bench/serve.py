@@ -4,7 +4,10 @@ Starts ``python -m cartola.serving.server`` on 127.0.0.1 in a subprocess, then m
 run, on the same rows:
 
 * single-row latency (p50, p99) over ``--requests`` sequential predictions;
-* batch throughput (rows/s) over ``--batches`` predictions of ``--batch-rows`` rows.
+* batch throughput (rows/s) over ``--batches`` predictions of ``--batch-rows`` rows;
+* the request log's cost: single-row HTTP latency against a second server that logs every
+  row (to a temporary folder) and the first one, which logs nothing, in alternating blocks
+  so both see the same machine load; printed as p99(on) / p99(off).
 
 In-process is measured twice: the server's own code path (validate raw features, build
 tf.Examples, call ``serving_default``) and the bare signature call on prebuilt examples. HTTP
@@ -20,10 +23,11 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -34,6 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # pylint: disable=wrong-import-position
 from cartola.config import load_config
 from cartola.data.spans import latest_folder
+from cartola.monitoring.request_log import logged_files, read_logged
 from cartola.serving.client import ServingClient
 from cartola.serving.model import ServedModel, build_examples, columns_from_instances
 from cartola.versions import model_versions
@@ -64,10 +69,14 @@ def _timed(call: Callable[[], object], repeat: int) -> np.ndarray:
     return seconds
 
 
-def _start_server(model_dir: Path, name: str) -> (subprocess.Popen, str):
+def _start_server(model_dir: Path, name: str,
+                  log_dir: Optional[Path] = None) -> (subprocess.Popen, str):
+    """A server subprocess logging every row to ``log_dir``/<name>, or nothing."""
     command = [sys.executable, "-m", "cartola.serving.server", "--model-dir", str(model_dir),
                "--model-name", name, "--host", "127.0.0.1", "--port", "0",
                "--poll-seconds", "60"]
+    command += (["--request-log-dir", str(log_dir), "--request-log-sample", "1"] if log_dir
+                else ["--no-request-log"])
     # Not a `with` block: the caller stops the server when the measurements are done.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
                             stderr=subprocess.DEVNULL, text=True)
@@ -111,6 +120,41 @@ def _measure(model, client, rows, args) -> Dict[str, tuple]:
     return results
 
 
+def _logging_cost(clients: Dict[str, ServingClient], row, args) -> Dict[str, np.ndarray]:
+    """Single-row latencies (ms) per server, measured in alternating blocks of 50."""
+    for client in clients.values():
+        _timed(lambda c=client: c.predict(row), args.warmup)
+    latency: Dict[str, List[np.ndarray]] = {name: [] for name in clients}
+    for start in range(0, args.requests, 50):
+        for name, client in clients.items():
+            block = min(50, args.requests - start)
+            latency[name].append(_timed(lambda c=client: c.predict(row), block) * 1000)
+    return {name: np.concatenate(parts) for name, parts in latency.items()}
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, as `docker stop` does: the server closes its request log on the way out."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _print_logging(latency: Dict[str, np.ndarray], log_folder: Path) -> None:
+    files = logged_files(log_folder)
+    rows = sum(1 for _ in read_logged(files))
+    print(f"request log: single-row HTTP latency, {len(latency['off'])} requests each, "
+          "alternating blocks of 50")
+    print(f"{'logging':<10} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, values in latency.items():
+        print(f"{name:<10} {np.percentile(values, 50):>8.2f} {np.percentile(values, 99):>8.2f}")
+    ratio = np.percentile(latency["on"], 99) / np.percentile(latency["off"], 99)
+    print(f"p99(on) / p99(off) = {ratio:.2f}; p50 ratio "
+          f"{np.percentile(latency['on'], 50) / np.percentile(latency['off'], 50):.2f}; "
+          f"{rows:,} rows logged in {len(files)} files")
+
+
 def _print(results: Dict[str, tuple], header: str, max_diff: float) -> None:
     print(header)
     print(f"{'path':<30} {'p50 ms':>8} {'p99 ms':>8} {'rows/s':>10}")
@@ -139,24 +183,30 @@ def main() -> int:
     if not versions:
         raise SystemExit(f"bench: no model version under {model_dir}; run `make run` first or "
                          "pass --model-dir")
-    proc, url = _start_server(model_dir, config.model_name)
-    try:
-        model = ServedModel.load(model_dir / str(versions[-1]), versions[-1])
-        rows = _rows(config, model.features, args.batch_rows)
-        client = ServingClient(url, config.model_name)
-        client.wait_for_version(versions[-1], timeout=120)
-        max_diff = float(np.max(np.abs(np.asarray(client.predict(rows), dtype=np.float32)
-                                       - model.predict_instances(rows))))
-        results = _measure(model, client, rows, args)
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryDirectory(prefix="bench-request-log-") as log_dir:
+        procs = {}
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    _print(results, f"model {model_dir}/{versions[-1]}; {args.requests} single-row requests, "
-                    f"{args.batches} x {args.batch_rows}-row batches; CPUs: {os.cpu_count()}",
-           max_diff)
+            procs["off"], url = _start_server(model_dir, config.model_name)
+            procs["on"], logging_url = _start_server(model_dir, config.model_name,
+                                                     Path(log_dir))
+            model = ServedModel.load(model_dir / str(versions[-1]), versions[-1])
+            rows = _rows(config, model.features, args.batch_rows)
+            clients = {"off": ServingClient(url, config.model_name),
+                       "on": ServingClient(logging_url, config.model_name)}
+            for client in clients.values():
+                client.wait_for_version(versions[-1], timeout=120)
+            client = clients["off"]
+            max_diff = float(np.max(np.abs(np.asarray(client.predict(rows), dtype=np.float32)
+                                           - model.predict_instances(rows))))
+            results = _measure(model, client, rows, args)
+            latency = _logging_cost(clients, [rows[0]], args)
+        finally:
+            for proc in procs.values():
+                _stop(proc)
+        _print(results, f"model {model_dir}/{versions[-1]}; {args.requests} single-row "
+                        f"requests, {args.batches} x {args.batch_rows}-row batches; CPUs: "
+                        f"{os.cpu_count()}", max_diff)
+        _print_logging(latency, Path(log_dir) / config.model_name)
     return 0
 
 

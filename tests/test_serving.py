@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import math
+import os
 import shutil
 import threading
 import time
@@ -54,11 +55,22 @@ class FakeModel:
         return np.full(len(serialized), self.version / 10, dtype=np.float32)
 
 
+# Which server the contract tests drive: "http.server" (ModelServer, what `cartola serve`
+# runs) or "fastapi" (cartola.serving.app under uvicorn, the candidate replacement).
+SERVER_KIND = os.environ.get("CARTOLA_TEST_SERVER", "http.server")
+
+
 @contextlib.contextmanager
 def running(registry, **limits):
-    """A ModelServer on a free loopback port, in a thread, for the block."""
-    server = ModelServer(registry, port=0, **limits)
-    server.start_background()
+    """The server (SERVER_KIND) on a free loopback port, in a thread, for the block."""
+    if SERVER_KIND == "fastapi":
+        from cartola.serving.app import (  # pylint: disable=import-outside-toplevel
+            create_app, start_background)
+        server = start_background(create_app(registry, **limits))
+    else:
+        assert SERVER_KIND == "http.server", SERVER_KIND
+        server = ModelServer(registry, port=0, **limits)
+        server.start_background()
     try:
         yield server
     finally:

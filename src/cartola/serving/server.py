@@ -19,6 +19,9 @@ The highest version is served, unless ``served.json`` pins one (``cartola rollba
 loaded and warmed up completely before one reference assignment swaps it in, so requests
 already running finish on the model they started with. Only the modules' light parts load at
 import time; TensorFlow is imported when the first model is loaded.
+
+``GET /metrics`` answers Prometheus' text format (:mod:`cartola.serving.metrics`); a sample of
+the scored examples goes to :mod:`cartola.monitoring.request_log` (docs/SERVING.md).
 """
 from __future__ import annotations
 
@@ -35,9 +38,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cartola.registry.served import ServedVersionError, pinned_version
+from cartola.serving.metrics import ServingMetrics
 from cartola.serving.model import (EXAMPLES_SIGNATURE, RAW_SIGNATURE, RequestError, ServedModel,
-                                   columns_from_inputs, columns_from_instances, decode_b64,
-                                   is_b64)
+                                   build_examples, columns_from_inputs, columns_from_instances,
+                                   decode_b64, is_b64)
 from cartola.versions import model_versions
 
 LOG = logging.getLogger("cartola.serving")
@@ -48,6 +52,7 @@ DEFAULT_POLL_SECONDS = 2.0
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_INSTANCES = 10_000
 VERSION_HEADER = "X-Model-Version"
+METRICS_PATH = "/metrics"
 
 # Bodies over the limit are read and dropped up to this multiple of it (so the client sees the
 # 400 rather than a reset connection); beyond it the connection is closed unread.
@@ -61,13 +66,20 @@ Loader = Callable[[Path, int], Any]
 
 
 class ModelRegistry:  # pylint: disable=too-many-instance-attributes
-    """The served version of one model folder, swapped when a new one is pushed or pinned."""
+    """The served version of one model folder, swapped when a new one is pushed or pinned.
 
-    def __init__(self, base_dir: Path, name: str, poll_seconds: float = DEFAULT_POLL_SECONDS,
-                 loader: Optional[Loader] = None):
+    ``observer`` (optional, e.g. :class:`ServingMetrics`) hears of each load,
+    ``model_load(version, ok)``, and of each version that starts serving,
+    ``model_served(version, previous)``: passed in, not global, so registries stay separate.
+    """
+
+    def __init__(self, base_dir: Path, name: str,
+                 poll_seconds: float = DEFAULT_POLL_SECONDS, loader: Optional[Loader] = None,
+                 observer: Any = None):
         self.base_dir = Path(base_dir)
         self.name = name
         self.poll_seconds = poll_seconds
+        self.observer = observer
         self._loader = loader or ServedModel.load
         self._current = None
         self._failed: Dict[int, str] = {}
@@ -80,6 +92,20 @@ class ModelRegistry:  # pylint: disable=too-many-instance-attributes
         """The model serving now (None before the first version loads). Read it once per
         request: a swap replaces the reference, never the object a request already holds."""
         return self._current
+
+    def attach(self, observer: Any) -> None:
+        """Report to ``observer`` from now on, starting with the version already served."""
+        self.observer = observer
+        current = self._current
+        if current is not None:
+            self._notify("model_served", current.version, None)
+
+    def _notify(self, event: str, *args) -> None:
+        if self.observer is not None:
+            try:
+                getattr(self.observer, event)(*args)
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception("model registry: observer failed on %s", event)
 
     def refresh(self) -> bool:
         """Serve the served version (the pinned one, else the highest loadable); True if the
@@ -112,8 +138,11 @@ class ModelRegistry:  # pylint: disable=too-many-instance-attributes
                     self._failed[target] = f"{type(err).__name__}: {err}"
                     LOG.error("cannot load %s version %d: %s", self.name, target,
                               self._failed[target])
+                    self._notify("model_load", target, False)
                     continue  # the next highest one, unless it is already served
                 self._current = model
+                self._notify("model_load", target, True)
+                self._notify("model_served", target, current.version if current else None)
                 LOG.info("serving %s version %d (loaded in %.1f s)%s", self.name, target,
                          time.monotonic() - started,
                          f", replacing version {current.version}" if current else "")
@@ -175,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: "ModelServer"
 
     def do_GET(self):  # pylint: disable=invalid-name
-        """Status and metadata."""
+        """Status, metadata and metrics."""
         self._dispatch("GET")
 
     def do_POST(self):  # pylint: disable=invalid-name
@@ -186,27 +215,44 @@ class _Handler(BaseHTTPRequestHandler):
         LOG.debug("%s %s", self.address_string(), format % args)
 
     def _dispatch(self, method: str) -> None:
+        started = time.perf_counter()
         headers: Dict[str, str] = {}
+        status, rows = 500, 0
         try:
-            status, body, headers = 200, *self._route(method)
-        except RequestError as err:
-            status, body = err.status, {"error": str(err)}
-            if status >= 500:
-                LOG.error("%s %s: %s", method, self.path, err)
-        except Exception as err:  # pylint: disable=broad-except
-            LOG.exception("%s %s failed", method, self.path)
-            status, body = 500, {"error": f"internal error: {type(err).__name__}: {err}"}
-        data = json.dumps(body).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+            try:
+                status, body, headers = 200, *self._route(method)
+            except RequestError as err:
+                status, body = err.status, {"error": str(err)}
+                if status >= 500:
+                    LOG.error("%s %s: %s", method, self.path, err)
+            except Exception as err:  # pylint: disable=broad-except
+                LOG.exception("%s %s failed", method, self.path)
+                status, body = 500, {"error": f"internal error: {type(err).__name__}: {err}"}
+            if isinstance(body, bytes):  # /metrics: the content type comes with it
+                data, content_type = body, headers.pop("Content-Type")
+            else:
+                data, content_type = json.dumps(body).encode("utf-8"), "application/json"
+                rows = len(body.get("predictions") or body.get("outputs") or ())
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+        finally:  # a client that hung up is still counted, with the status it was sent
+            self.server.metrics.record(endpoint_of(self.path), method, status,
+                                       time.perf_counter() - started, rows)
 
-    def _route(self, method: str) -> Tuple[dict, Dict[str, str]]:
-        match = _PATH.match(self.path.split("?", 1)[0])
+    def _route(self, method: str) -> Tuple[Any, Dict[str, str]]:
+        path = self.path.split("?", 1)[0]
+        if path == METRICS_PATH:
+            if method != "GET":
+                self._discard_body()
+                raise RequestError(f"use GET for {METRICS_PATH}", status=405)
+            body, content_type = self.server.metrics.exposition()
+            return body, {"Content-Type": content_type}
+        match = _PATH.match(path)
         if match is None:
             if method == "POST":
                 self._discard_body()
@@ -233,7 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
                                ":predict (not :classify or :regress)", status=404 if not verb
                                else 400)
         model = self._model(version)
-        return predict(model, payload, self.server.max_instances), {
+        return predict(model, payload, self.server.max_instances, self.server.request_log), {
             VERSION_HEADER: str(model.version)}
 
     def _model(self, version: Optional[int]):
@@ -287,8 +333,23 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(f"JSON Parse error: {err}") from err
 
 
-def predict(model, payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES) -> dict:
-    """Answer one predict request body (already parsed JSON) with ``model``."""
+def endpoint_of(path: str) -> str:
+    """The metrics' endpoint label of a request path: one of a fixed few, never the path."""
+    path = path.split("?", 1)[0]
+    if path == METRICS_PATH:
+        return "metrics"
+    match = _PATH.match(path)
+    if match is None:
+        return "other"
+    if match["verb"]:
+        return "predict" if match["verb"] == "predict" else "other"
+    return "metadata" if match["metadata"] else "status"
+
+
+def predict(model, payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES,
+            request_log: Any = None) -> dict:
+    """Answer one predict request body (already parsed JSON) with ``model``; log the scored
+    rows to ``request_log`` (a :class:`cartola.monitoring.request_log.RequestLogger`) if any."""
     if not isinstance(payload, dict):
         raise RequestError("the request body must be a JSON object")
     signature = payload.get("signature_name") or EXAMPLES_SIGNATURE
@@ -317,15 +378,28 @@ def predict(model, payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES) -> 
     if count > max_instances:
         raise RequestError(f"{count} instances is over the limit of {max_instances} per request "
                            "(--max-instances); split the request")
-    if examples is not None:
-        probabilities = model.predict_serialized(examples)
-    elif rows_form:
-        probabilities = model.predict_columns(columns_from_instances(data, model.features))
-    else:
-        probabilities = model.predict_columns(columns_from_inputs(data, model.features))
+    columns = None
+    if examples is None:
+        columns = (columns_from_instances(data, model.features) if rows_form
+                   else columns_from_inputs(data, model.features))
+    probabilities = _score(model, examples, columns, request_log)
     # float(float32) is exact, so clients reading the JSON get the model's float32 back.
     result = [[float(p)] for p in probabilities]
     return {"predictions": result} if rows_form else {"outputs": result}
+
+
+def _score(model, examples: Optional[List[bytes]], columns, request_log: Any):
+    """Probabilities of serialized examples, else of checked columns. With a request log the
+    columns are encoded here, not inside the model, so the very bytes scored are logged
+    without encoding them twice (the log only queues them)."""
+    if examples is None:
+        if request_log is None:
+            return model.predict_columns(columns)
+        examples = build_examples(columns, model.features)
+    probabilities = model.predict_serialized(examples)
+    if request_log is not None:
+        request_log.log(examples, probabilities, model.version)
+    return probabilities
 
 
 def _serialized_examples(data: Any, rows_form: bool) -> Optional[List[bytes]]:
@@ -349,13 +423,27 @@ class ModelServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, registry: ModelRegistry, host: str = DEFAULT_HOST,
-                 port: int = DEFAULT_PORT, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 max_instances: int = DEFAULT_MAX_INSTANCES):
+    def __init__(self, registry: ModelRegistry,
+                 host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 max_instances: int = DEFAULT_MAX_INSTANCES,
+                 metrics: Optional[ServingMetrics] = None, request_log: Any = None):
+        """A registry without an observer reports to ``metrics`` (default: new ones);
+        ``request_log`` (optional) is closed with the server."""
         self.registry = registry
         self.max_body_bytes = max_body_bytes
         self.max_instances = max_instances
+        self.metrics = metrics if metrics is not None else ServingMetrics()
+        if registry.observer is None:
+            registry.attach(self.metrics)
+        self.request_log = request_log
         super().__init__((host, port), _Handler)
+
+    def server_close(self) -> None:
+        """Close the socket, then the request log (its open file is renamed complete)."""
+        super().server_close()
+        if self.request_log is not None:
+            self.request_log.close()
 
     @property
     def url(self) -> str:
@@ -389,16 +477,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest request body accepted (default %(default)s)")
     parser.add_argument("--max-instances", type=int, default=DEFAULT_MAX_INSTANCES,
                         help="most rows per predict request (default %(default)s)")
+    parser.add_argument("--request-log-dir",
+                        help="request logs go to DIR/<model name> (default: config "
+                             "request_log_dir, <project_home>/request_logs)")
+    parser.add_argument("--request-log-sample", type=_share, metavar="SHARE",
+                        help="share of scored rows logged, 0 to 1 (default: config "
+                             "request_log_sample; 0 = no log)")
+    parser.add_argument("--no-request-log", action="store_true",
+                        help="log no requests (same as --request-log-sample 0)")
 
 
-def serve(args: argparse.Namespace, model_dir: Path, model_name: str) -> int:
-    """Run the server until SIGINT/SIGTERM."""
-    registry = ModelRegistry(model_dir, model_name, args.poll_seconds)
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share of rows in [0, 1], got {text}")
+    return value
+
+
+def serve(args: argparse.Namespace, model_dir: Path, model_name: str, config=None) -> int:
+    """Run the server until SIGINT/SIGTERM. ``config`` (default: loaded from ``args.config``)
+    supplies the request log settings the options leave out."""
+    # pylint: disable=import-outside-toplevel
+    from cartola.config import load_config
+    from cartola.monitoring.request_log import RequestLogger
+    config = config or load_config(getattr(args, "config", None))
+    metrics = ServingMetrics()
+    registry = ModelRegistry(model_dir, model_name, args.poll_seconds, observer=metrics)
     registry.refresh()
     if registry.current is None:
         LOG.warning("no loadable version under %s yet; waiting for one", model_dir)
     registry.start()
-    server = ModelServer(registry, args.host, args.port, args.max_body_bytes, args.max_instances)
+    server = ModelServer(registry, args.host, args.port, args.max_body_bytes, args.max_instances,
+                         metrics)
+    server.request_log = None if getattr(args, "no_request_log", False) else (
+        RequestLogger.from_config(config, model_name, getattr(args, "request_log_sample", None),
+                                  getattr(args, "request_log_dir", None), metrics))
+    if server.request_log is not None:
+        print(f"logging {server.request_log.sample:.0%} of scored rows to "
+              f"{server.request_log.folder}", flush=True)
     # SIGTERM (docker stop, systemd) stops like Ctrl-C; shutdown() must not run on this thread.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"serving model {model_name} from {model_dir}; listening on {server.url} "
@@ -424,7 +540,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = load_config(args.config)
     return serve(args, Path(args.model_dir) if args.model_dir else config.model_serving_dir,
-                 args.model_name or config.model_name)
+                 args.model_name or config.model_name, config)
 
 
 if __name__ == "__main__":
