@@ -22,6 +22,7 @@ import pytest
 
 from conftest import SAMPLE_CSV, make_config, profile_config
 from pipeline_helpers import first_output
+from receivers import WebhookReceiver
 from cartola import sample_data
 from cartola.orchestration.airflow_local import local_airflow
 from cartola.versions import model_versions
@@ -70,17 +71,27 @@ def task_states(local, run_id) -> dict:
     return {row["task_id"]: row["state"] for row in json.loads(out.stdout.strip().splitlines()[-1])}
 
 
+@pytest.fixture(name="webhook")
+def fixture_webhook():
+    """A webhook receiver on 127.0.0.1 for the runs' notifications."""
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
 @pytest.mark.timeout(2000)
-def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing_then_bad_data_stops(tmp_path):
+def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing_then_bad_data_stops(tmp_path,
+                                                                                  webhook):
     """Trigger conf data_root -> model version 1; the same run again is cached, evaluates
     against version 1 and ends with new_model_pushed skipped: no duplicate version. Then a
     label value 2: DataValidationGate fails at once (no retry), nothing downstream runs, the
-    gate's log names the feature, and serving is unchanged."""
+    gate's log names the feature, and serving is unchanged. The webhook hears version_pushed
+    for the first run and data_rejected for the last."""
     config = make_config(tmp_path / "project", schedule="none")
     other_data = tmp_path / "other_data"
     other_data.mkdir()
     shutil.copy(SAMPLE_CSV, other_data / SAMPLE_CSV.name)  # a flat folder: one span
-    local = local_airflow(config, export_config=True)
+    local = local_airflow(config, export_config=True,
+                          env_extra={"CARTOLA_WEBHOOK_URL": webhook.url})
     local.prepare()
     assert (local.dags_dir / "tfx_pipeline.py").is_symlink()  # the link mode
 
@@ -97,6 +108,10 @@ def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing_then_bad_data_stop
     store = open_store(config)
     (example_gen,) = [e for e in store.get_executions() if e.type.endswith("ExampleGen")]
     assert example_gen.custom_properties["input_base"].string_value == str(other_data)
+    assert webhook.events() == ["version_pushed"], webhook.messages
+    fields = webhook.messages[0]["fields"]
+    assert (fields["version"], fields["run"], fields["DAG"]) == ("1", run_1, DAG_ID), fields
+    assert float(fields["KS"]) > 0 and float(fields["AUC"]) > 0.5, fields
 
     second = dags_test(local, {"data_root": str(other_data)})
     assert second.returncode == 0, second.stdout[-5000:] + second.stderr[-5000:]
@@ -125,6 +140,10 @@ def test_dags_test_pushes_a_model_then_a_rerun_pushes_nothing_then_bad_data_stop
                 + local.task_log(DAG_ID, run_3, topology.VALIDATION_GATE, 1))
     assert "feature 'pro_target'" in gate_log
     assert model_versions(config.model_serving_dir) == [1]
+    assert webhook.events() == ["version_pushed", "data_rejected"], webhook.messages
+    fields = webhook.messages[1]["fields"]
+    assert (fields["task"], fields["run"]) == (topology.VALIDATION_GATE, run_3), fields
+    assert "feature 'pro_target'" in webhook.messages[1]["blocks"][0]["text"]["text"]
 
 
 def _wait_for_trainer_executor(local, run_id, timeout=900) -> int:

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO, SAMPLE_CSV
 from pipeline_helpers import examples_frame, executions_by_state, first_output, tree_digest
+from receivers import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -185,7 +186,8 @@ def test_example_config_with_categorical_features(tmp_path):
 
 def test_cli_run_on_bad_data_exits_3_and_reports_the_anomaly(pushed_project, tmp_path,
                                                              monkeypatch, capsys):
-    """`cartola run` as the README runs it: exit code 3, the anomaly named, a run report."""
+    """`cartola run` as the README runs it: exit code 3, the anomaly named, a run report, and
+    one data_rejected notification naming the feature at the webhook."""
     from cartola.cli import main  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
     for name in [name for name in os.environ if name.startswith("CARTOLA_")]:
@@ -194,8 +196,14 @@ def test_cli_run_on_bad_data_exits_3_and_reports_the_anomaly(pushed_project, tmp
     monkeypatch.setenv("CARTOLA_SCHEMA_PATH", str(config.schema_path))
     bad = _write(_label_two(read_sample(nrows=3000)), tmp_path / "bad")
     before = tree_digest(config.path(config.serving_dir))
-    assert main(["run", "--data-root", bad]) == 3
+    with WebhookReceiver() as webhook:
+        monkeypatch.setenv("CARTOLA_WEBHOOK_URL", webhook.url)
+        assert main(["run", "--data-root", bad]) == 3
     out, err = capsys.readouterr()
+    assert webhook.events() == ["data_rejected"], webhook.messages
+    assert "feature 'pro_target'" in webhook.messages[0]["blocks"][0]["text"]["text"]
+    assert webhook.messages[0]["fields"]["data"] == bad
+    assert "notification" not in err  # delivered: nothing to warn about
     assert "'pro_target'" in err and "nothing trained or pushed" in err
     # Progress lines came as the components ran, ending at the gate that stopped the run.
     assert re.search(r"^\[\d+:\d\d\] CsvExampleGen finished in \d+\.\d s \(\d+/\d+ done\)$",

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO, SAMPLE_CSV, SCHEMA
 from pipeline_helpers import executions_by_state, tree_digest
+from receivers import closed_port_url
 from cartola import sample_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -69,11 +70,18 @@ def _transforms(config) -> int:
     return len(executions_by_state(config).get("Transform", []))
 
 
-def test_planted_drift_stops_at_the_drift_gate(spans_home, cartola):
+def test_planted_drift_stops_at_the_drift_gate(spans_home, cartola, monkeypatch):
+    """...and a webhook that is down changes nothing but one warning line."""
     config = _config(spans_home)
     serving, transforms = tree_digest(config.model_serving_dir), _transforms(config)
+    webhook = closed_port_url("/services/T0/B0/drift-s3cr3t")
+    monkeypatch.setenv("CARTOLA_WEBHOOK_URL", webhook)
     code, out, err = cartola("run", "--span", "2026-11-23")
     assert code == 3, (out, err)
+    warnings = [line for line in err.splitlines() if "notification" in line]
+    assert warnings == [f"cartola: warning: notification drift_stop not sent to webhook "
+                        f"{webhook.split('/')[2]}: connection refused"], err
+    assert "drift-s3cr3t" not in out + err
     assert "drift gate stopped the run with 1 problem" in err
     assert ("[drift] feature 'avg_3': Jensen-Shannon divergence " in err
             and "is above the threshold 0.1 (span 2026-11-23 against span 2026-11-16, the "

@@ -8,6 +8,7 @@ from typing import List, Optional
 from cartola import tools_cli
 from cartola.config import ConfigError, load_config
 from cartola.errors import DataValidationError, InputDataError
+from cartola.monitoring import commands as monitor_commands
 from cartola.registry import commands as registry_commands
 from cartola.registry.runs import RegistryError, node_timings
 
@@ -35,27 +36,51 @@ def _why_not_pushed(config) -> str:
 
 def _run(args) -> int:
     tools_cli.quiet_google_warnings()
-    from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from cartola.monitoring import notify
+    from cartola.orchestration.local import run_local
     config = load_config(args.config)
-    try:
-        result = run_local(config, args.data_root, args.span)
-    except DataValidationError as err:
-        print(f"cartola: run stopped at data validation; nothing trained or pushed.\n{err}",
-              file=sys.stderr)
-        _print_report(config)  # the report lists the anomalies beside the data statistics
-        return 3
-    serving = config.model_serving_dir
-    print(f"pipeline finished in {result['seconds']:.1f} s on span {result['span'].name} "
-          f"({result['span'].location})")
-    print(f"beam: {result['beam']}")
-    if result["pushed_version"] is not None:
-        print(f"pushed model: {serving / str(result['pushed_version'])}")
-    else:
-        latest = result["latest_version"]
-        print(f"no model pushed: {_why_not_pushed(config)}; serving: "
-              + (str(serving / str(latest)) if latest else "none"))
-    print(f"run artifacts: {config.pipeline_dir}")
-    _print_report(config)
+    where = {"data": args.data_root or str(config.data_dir), "span": args.span or "latest"}
+    with notify.warnings_to_stderr():  # a failed notification is one line, never the exit code
+        try:
+            result = run_local(config, args.data_root, args.span)
+        except DataValidationError as err:
+            print(f"cartola: run stopped at data validation; nothing trained or pushed.\n{err}",
+                  file=sys.stderr)
+            gate = "drift gate" if err.kind == "drift_stop" else "schema gate"
+            notify.notify(config, err.kind, f"cartola run stopped at the {gate}", str(err),
+                          where)
+            _print_report(config)  # the report lists the anomalies beside the data statistics
+            return 3
+        except InputDataError as err:  # refused before TFX: the files themselves
+            notify.notify(config, "data_rejected", "cartola run refused its input", str(err),
+                          where)
+            raise
+        except Exception as err:
+            notify.notify(config, "run_failed", "cartola run failed",
+                          f"{type(err).__name__}: {err}", where)
+            raise
+        serving = config.model_serving_dir
+        print(f"pipeline finished in {result['seconds']:.1f} s on span {result['span'].name} "
+              f"({result['span'].location})")
+        print(f"beam: {result['beam']}")
+        if result["pushed_version"] is not None:
+            print(f"pushed model: {serving / str(result['pushed_version'])}")
+            notify.notify(config, "version_pushed",
+                          f"model version {result['pushed_version']} pushed",
+                          f"cartola run pushed model version {result['pushed_version']} to "
+                          f"{serving / str(result['pushed_version'])}.",
+                          {"version": result["pushed_version"],
+                           "destination": serving / str(result["pushed_version"]),
+                           "span": result["span"].name,
+                           **(notify.run_facts(config)
+                              if notify.wanted(config, "version_pushed") else {})})
+        else:
+            latest = result["latest_version"]
+            print(f"no model pushed: {_why_not_pushed(config)}; serving: "
+                  + (str(serving / str(latest)) if latest else "none"))
+        print(f"run artifacts: {config.pipeline_dir}")
+        _print_report(config)
     return 0
 
 
@@ -151,6 +176,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     load.set_defaults(func=_load_sample)
     tools_cli.register(commands)
     registry_commands.register(commands)
+    monitor_commands.register(commands)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

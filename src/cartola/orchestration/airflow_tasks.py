@@ -29,7 +29,9 @@ from cartola.orchestration import topology
 log = logging.getLogger(__name__)
 
 STATUS_TASK = "new_model_pushed"
-CONF_KEYS = ("data_root", "span")
+# triggered_by and monitor_report: set by the monitoring DAG when it starts a run (shown, not
+# used).
+CONF_KEYS = ("data_root", "span", "triggered_by", "monitor_report")
 # Runs that train on the span of their data interval; other runs (manual) take the latest.
 INTERVAL_RUN_TYPES = ("scheduled", "backfill")
 # Schedule values that mean "manual triggers only".
@@ -39,6 +41,8 @@ EXECUTION_TIMEOUT = timedelta(hours=2)
 MAX_RETRY_DELAY = timedelta(hours=1)
 # MLMD states of a node execution that finished (its outputs are published).
 _DONE_STATES = ("COMPLETE", "CACHED")
+# Notification event of a failed task (cartola.monitoring.notify); other tasks: run_failed.
+FAILURE_EVENTS = {topology.VALIDATION_GATE: "data_rejected", topology.DRIFT_GATE: "drift_stop"}
 
 
 def schedule(config: Config) -> Any:
@@ -60,7 +64,9 @@ def schedule(config: Config) -> Any:
 
 
 def default_args(config: Config, retry_delay: timedelta) -> Dict[str, Any]:
-    """Task defaults: retries with exponential backoff for transient failures."""
+    """Task defaults: retries with exponential backoff for transient failures, and a
+    notification when a task fails for good (Airflow calls ``on_failure_callback`` after the
+    last try only)."""
     return {
         "owner": "cartola",
         "retries": config.retries,
@@ -68,7 +74,54 @@ def default_args(config: Config, retry_delay: timedelta) -> Dict[str, Any]:
         "retry_exponential_backoff": True,
         "max_retry_delay": MAX_RETRY_DELAY,
         "execution_timeout": EXECUTION_TIMEOUT,
+        "on_failure_callback": on_task_failure,
     }
+
+
+def failure_event(task_id: str) -> str:
+    """The notification event of a failed task: a gate's failure is about the data."""
+    return FAILURE_EVENTS.get(task_id, "run_failed")
+
+
+def on_task_failure(context: Mapping[str, Any]) -> None:
+    """``on_failure_callback``: tell a person which run and task failed, and why.
+
+    Never raises: Airflow would only log it, and the task's own failure is what matters.
+    """
+    try:
+        _notify_failure(context)
+    except Exception as err:  # pylint: disable=broad-except
+        log.warning("failure notification not sent: %s", type(err).__name__)
+
+
+def _notify_failure(context: Mapping[str, Any]) -> None:
+    from cartola.monitoring.notify import notify  # pylint: disable=import-outside-toplevel
+    ti = context.get("ti") or context.get("task_instance")
+    task_id = getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", "?")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    run_id = (getattr(context.get("dag_run"), "run_id", None) or context.get("run_id")
+              or getattr(ti, "run_id", "?"))
+    error = context.get("exception")
+    message = str(error).strip() if error is not None else ""
+    first_line = (message.splitlines() or [type(error).__name__ if error else "unknown error"])[0]
+    event = failure_event(task_id)
+    what = {"data_rejected": "the data was rejected", "drift_stop": "the data drifted"}
+    title = f"{dag_id}: {task_id} failed" + (f", {what[event]}" if event in what else "")
+    fields = {"DAG": dag_id, "run": run_id, "task": task_id,
+              "try": getattr(ti, "try_number", None), "error": first_line,
+              "log": _log_link(ti)}
+    notify(load_config(), event, title, message or first_line, fields)
+
+
+def _log_link(ti) -> Optional[str]:
+    """The task attempt's page in the Airflow UI, when ``[api] base_url`` says where it is."""
+    try:
+        from airflow.sdk import conf  # pylint: disable=import-outside-toplevel
+        if not conf.get("api", "base_url", fallback=None):
+            return None
+        return getattr(ti, "log_url", None)
+    except Exception:  # pylint: disable=broad-except
+        return None
 
 
 def run_input(context: Mapping[str, Any], config: Config) -> Tuple[Optional[str], Span]:
@@ -282,6 +335,10 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
     if node_id != topology.PUSHER:
         return None
     result = push_result(config, run_id)
+    if result["pushed"]:  # what the notification reports; TFMA is loaded here already
+        from cartola.monitoring import notify
+        if notify.wanted(config, "version_pushed"):
+            result["facts"] = notify.run_facts(config, run_id)
     log.info("push result: %s", result)
     from cartola.tools_cli import history_page_after_run
     log.info("run history: %s", history_page_after_run(config))
@@ -299,6 +356,23 @@ def report_push(**context: Any) -> Dict[str, Any]:
     if result.get("pushed"):
         message = f"New model version {result['version']} pushed to {result['destination']}."
         log.info(message)
+        _notify_push(context, result, message)
         return result
     reason = result.get("reason") or "the Pusher reported no result"
     raise AirflowSkipException(f"No new model served: {reason}.")
+
+
+def _notify_push(context: Mapping[str, Any], result: Mapping[str, Any], message: str) -> None:
+    """``version_pushed``: the version, where, the span and its metrics. Never raises."""
+    try:
+        from cartola.monitoring.notify import notify  # pylint: disable=import-outside-toplevel
+        dag_run = context.get("dag_run")
+        fields = {"version": result.get("version"), "destination": result.get("destination"),
+                  **dict(result.get("facts") or {}),
+                  "DAG": getattr(context.get("dag"), "dag_id", None)
+                         or getattr(dag_run, "dag_id", None),
+                  "run": getattr(dag_run, "run_id", None)}
+        notify(load_config(), "version_pushed", f"model version {result.get('version')} pushed",
+               message, fields)
+    except Exception as err:  # pylint: disable=broad-except
+        log.warning("push notification not sent: %s", type(err).__name__)

@@ -25,7 +25,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 from cartola.data.spans import span_label
-from cartola.errors import DataValidationError
+from cartola.errors import DRIFT_GATE, DataValidationError
 from cartola.registry.baseline import artifact_span
 from cartola.validation.divergence import comparator_schema, measure
 
@@ -128,7 +128,7 @@ def DriftGate(  # pylint: disable=invalid-name,too-many-arguments,too-many-posit
         raise DataValidationError(
             f"drift gate stopped the run with {len(problems)} problem"
             f"{'' if len(problems) == 1 else 's'} (drift_action = \"warn\" would train anyway; "
-            f"details in {drift.uri}):\n  " + "\n  ".join(problems))
+            f"details in {drift.uri}):\n  " + "\n  ".join(problems), kind=DRIFT_GATE)
     for line in problems:
         logging.warning("Drift (warning only, drift_action = \"warn\"): %s", line)
     logging.info("Drift gate %s: %d measurements.", result["status"], len(result["measurements"]))
