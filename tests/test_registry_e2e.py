@@ -106,13 +106,13 @@ def _served_version(url: str, name: str) -> int:
 
 
 def test_rollback_is_followed_by_the_server(three_runs, cli):
-    from cartola.serving.server import ModelRegistry, ModelServer
+    from cartola.serving.app import create_app, start_background
+    from cartola.serving.core import ModelRegistry
     config, _ = three_runs
     base = config.model_serving_dir
     registry = ModelRegistry(base, config.model_name, poll_seconds=0.5)
     registry.refresh()
-    server = ModelServer(registry, port=0)
-    server.start_background()
+    server = start_background(create_app(registry))
     registry.start()
     try:
         assert _served_version(server.url, config.model_name) == 2

@@ -7,7 +7,6 @@ import base64
 import contextlib
 import json
 import math
-import os
 import shutil
 import threading
 import time
@@ -20,9 +19,10 @@ import pandas as pd
 import pytest
 
 from conftest import SAMPLE_CSV
+from cartola.serving.app import create_app, start_background
 from cartola.serving.client import ServingClient, ServingError
+from cartola.serving.core import ModelRegistry
 from cartola.serving.model import RawFeature, check_value, columns_from_instances
-from cartola.serving.server import ModelRegistry, ModelServer
 
 NAME = "cartola_pro"
 FEATURES = {"a": RawFeature("a", "float", True), "n": RawFeature("n", "int", False),
@@ -55,22 +55,11 @@ class FakeModel:
         return np.full(len(serialized), self.version / 10, dtype=np.float32)
 
 
-# Which server the contract tests drive: "http.server" (ModelServer, what `cartola serve`
-# runs) or "fastapi" (cartola.serving.app under uvicorn, the candidate replacement).
-SERVER_KIND = os.environ.get("CARTOLA_TEST_SERVER", "http.server")
-
-
 @contextlib.contextmanager
 def running(registry, **limits):
-    """The server (SERVER_KIND) on a free loopback port, in a thread, for the block."""
-    if SERVER_KIND == "fastapi":
-        from cartola.serving.app import (  # pylint: disable=import-outside-toplevel
-            create_app, start_background)
-        server = start_background(create_app(registry, **limits))
-    else:
-        assert SERVER_KIND == "http.server", SERVER_KIND
-        server = ModelServer(registry, port=0, **limits)
-        server.start_background()
+    """The server (the FastAPI app under uvicorn) on a free loopback port, in a thread, for
+    the block."""
+    server = start_background(create_app(registry, **limits))
     try:
         yield server
     finally:

@@ -24,18 +24,20 @@ from cartola.config import load_config
 from cartola.monitoring.request_log import (LOGGED_AT, MODEL_VERSION, SCORE, RequestLogger,
                                             file_start, logged_files, read_logged,
                                             suffix_parts)
+from cartola.serving.app import create_app, start_background
+from cartola.serving.core import ModelRegistry, endpoint_of
 from cartola.serving.metrics import ServingMetrics
 from cartola.serving.model import build_examples, columns_from_instances
-from cartola.serving.server import ModelRegistry, ModelServer, add_arguments, endpoint_of
+from cartola.serving.server import add_arguments
 
 PREDICT = f"/v1/models/{NAME}:predict"
 
 
 @contextlib.contextmanager
 def observed(registry, metrics, request_log=None):
-    """A ModelServer with these metrics (and request log) on a free loopback port."""
-    server = ModelServer(registry, port=0, metrics=metrics, request_log=request_log)
-    server.start_background()
+    """The server with these metrics (and request log) on a free loopback port; closing it
+    closes the log."""
+    server = start_background(create_app(registry, metrics=metrics, request_log=request_log))
     try:
         yield server
     finally:

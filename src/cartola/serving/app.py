@@ -1,16 +1,27 @@
-"""The TF Serving REST API of :mod:`cartola.serving.server` as a FastAPI app under uvicorn.
+"""The model server's HTTP layer: TF Serving's REST API (a subset) as a FastAPI app.
 
-An alternative base for the same server, measured against ``http.server`` by
-``bench/serve_frameworks.py``: same :class:`~cartola.serving.server.ModelRegistry` (hot swap),
-same :func:`~cartola.serving.server.predict`, same routes, JSON error bodies
-``{"error": ...}``, status codes and ``X-Model-Version`` header, so TF Serving clients and the
-contract tests in ``tests/test_serving.py`` (``CARTOLA_TEST_SERVER=fastapi``) see no change.
-What FastAPI adds: OpenAPI docs (``/docs``, ``/openapi.json``) and Starlette middleware.
+Endpoints:
+
+* ``GET  /v1/models/<name>[/versions/<n>]``: version status.
+* ``GET  /v1/models/<name>[/versions/<n>]/metadata``: signatures, as TF Serving returns them.
+* ``POST /v1/models/<name>[/versions/<n>]:predict``: ``{"instances": [...]}`` (row form,
+  answered with ``{"predictions": [[p], ...]}``) or ``{"inputs": {...}}`` (columnar form,
+  answered with ``{"outputs": [[p], ...]}``); the ``X-Model-Version`` header names the
+  version that answered.
+* ``GET  /metrics``: Prometheus' text format (:mod:`cartola.serving.metrics`).
+* ``GET  /openapi.json``, ``/docs``: the API described by FastAPI.
+
+Versions come from a :class:`~cartola.serving.core.ModelRegistry` (hot swap) and answers
+from :func:`~cartola.serving.core.predict`, which also hands the scored examples to the
+request log (:mod:`cartola.monitoring.request_log`). Every request, errors included, is
+counted in :class:`~cartola.serving.metrics.ServingMetrics` by one ASGI middleware.
 
 Bodies stay raw bytes parsed by ``json`` rather than pydantic models: TF Serving's error texts
 and status codes are the contract (FastAPI's 422 bodies are not), and pydantic validation of
 1000-row requests would only repeat the checks :func:`predict` makes anyway. The pydantic
-models below document the shapes in OpenAPI and validate nothing.
+models below document the shapes in OpenAPI and validate nothing. Predict runs in Starlette's
+thread pool, as a plain ``def`` endpoint would: on the event loop, TensorFlow would stop every
+other connection while it computes (docs/SERVING.md, "Why FastAPI").
 """
 from __future__ import annotations
 
@@ -30,18 +41,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cartola.serving.core import (DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES,
+                                  METRICS_PATH, MODEL_PATH, VERSION_HEADER, ModelRegistry,
+                                  endpoint_of, predict)
+from cartola.serving.metrics import ServingMetrics
 from cartola.serving.model import RequestError
-from cartola.serving.server import (_PATH, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES,
-                                    DEFAULT_MAX_INSTANCES, DEFAULT_PORT, VERSION_HEADER,
-                                    ModelRegistry, predict)
 
 LOG = logging.getLogger("cartola.serving")
 
-# As in server.py: bodies over the limit up to this multiple of it are drained (uvicorn does
-# that for a body the app never reads), so the client reads the 400; beyond it, the
-# connection is closed.
+# Bodies over the limit up to this multiple of it are drained (uvicorn does that for a body
+# the app never reads), so the client reads the 400 rather than a reset connection; beyond
+# it, the connection is closed.
 _DRAIN_FACTOR = 8
-_IDLE_SECONDS = 120  # http.server's socket timeout; uvicorn's default keep-alive is only 5 s
+_IDLE_SECONDS = 120  # keep-alive: uvicorn's default of 5 s would make clients reconnect often
 
 
 class _ModelName(Convertor):
@@ -95,14 +107,59 @@ _PREDICT_DOC = {"requestBody": {"required": True, "content": {"application/json"
 
 
 # --------------------------------------------------------------------------------------------
-# The app.
+# Metrics of every request.
+
+class _RecordMetrics:  # pylint: disable=too-few-public-methods
+    """ASGI middleware: one ``ServingMetrics.record`` per HTTP request, whatever answered it.
+
+    Recorded as the last body chunk goes out (not after it), so a client that reads a response
+    and then scrapes ``/metrics`` always finds that response counted. An answer that never
+    started (the app failed) counts as 500. Routes report the rows they scored in
+    ``request.state.rows``.
+    """
+
+    def __init__(self, app, metrics: ServingMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state = scope.setdefault("state", {})  # request.state: the route writes "rows" here
+        answer = {"status": 500, "recorded": False}
+
+        def record():
+            answer["recorded"] = True
+            method = scope["method"] if scope["method"] in ("GET", "POST") else "OTHER"
+            self.metrics.record(endpoint_of(scope["path"]), method, answer["status"],
+                                time.perf_counter() - started, state.get("rows", 0))
+
+        async def send_recorded(message):
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                record()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recorded)
+        finally:  # a client that hung up is still counted, with the status it was sent
+            if not answer["recorded"]:
+                record()
+
+
+# --------------------------------------------------------------------------------------------
+# Requests.
 
 @dataclass(frozen=True)
 class _Serving:
     registry: ModelRegistry
     max_body_bytes: int
     max_instances: int
-    threaded: bool
+    metrics: ServingMetrics
+    request_log: Any  # a cartola.monitoring.request_log.RequestLogger, or None
 
 
 class _BodyError(RequestError):
@@ -114,7 +171,7 @@ class _BodyError(RequestError):
 
 
 def _json(body: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> Response:
-    # json.dumps as server.py writes it (NaN allowed): Starlette's JSONResponse refuses NaN.
+    # json.dumps, NaN allowed (TF Serving's parser reads it); Starlette's JSONResponse refuses it.
     return Response(json.dumps(body).encode("utf-8"), status, headers,
                     media_type="application/json")
 
@@ -130,7 +187,7 @@ def _error(err: Exception, method: str, path: str) -> Response:
 
 
 def _target(request: Request) -> str:
-    """Path and query, as http.server's ``self.path`` shows them in messages."""
+    """Path and query, as the request line had them, for messages."""
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
 
@@ -174,29 +231,20 @@ def _parse(body: bytes) -> Any:
         raise RequestError(f"JSON Parse error: {err}") from err
 
 
-def _model(registry: ModelRegistry, version: Optional[int]):
-    model = registry.current  # read once: this request keeps this model
-    if model is None:
-        raise RequestError(f"no version of model {registry.name} is loaded yet (watching "
-                           f"{registry.base_dir})", status=503)
-    if version is not None and version != model.version:
-        raise RequestError(f"Servable not found for request: Specific({registry.name}, "
-                           f"{version}); serving version {model.version}", status=404)
-    return model
-
-
-def _answer_predict(serving: _Serving, version: Optional[int], body: bytes) -> Tuple[bytes, str]:
-    """JSON parse, model lookup, predict and JSON dump: the CPU-bound part of a predict, in
-    server.py's order (a bad body is a 400 even before a model is loaded)."""
+def _answer_predict(serving: _Serving, version: Optional[int],
+                    body: bytes) -> Tuple[bytes, str, int]:
+    """(JSON answer, version, rows) of one predict: the CPU-bound part, for the thread pool.
+    A bad body is a 400 even before a model is loaded."""
     payload = _parse(body)
-    model = _model(serving.registry, version)
-    answer = predict(model, payload, serving.max_instances)
-    return json.dumps(answer).encode("utf-8"), str(model.version)
+    model = serving.registry.model_for(version)  # this request keeps this model
+    answer = predict(model, payload, serving.max_instances, serving.request_log)
+    rows = len(answer.get("predictions") or answer.get("outputs") or ())
+    return json.dumps(answer).encode("utf-8"), str(model.version), rows
 
 
 async def _tf_serving(request: Request, name: str, version: Optional[int] = None,
                       metadata: bool = False, verb: Optional[str] = None) -> Response:
-    """One TF Serving request, decided as server.py's ``_Handler._route`` decides it."""
+    """One request to a model path, GET or POST."""
     serving: _Serving = request.app.state.serving
     registry, method = serving.registry, request.method
     try:
@@ -207,41 +255,37 @@ async def _tf_serving(request: Request, name: str, version: Optional[int] = None
         if method == "GET":
             if verb:
                 raise RequestError(f"use POST for :{verb}", status=405)
-            if metadata:
-                model = _model(registry, version)
-                return _json({"model_spec": {"name": registry.name, "signature_name": "",
-                                             "version": str(model.version)},
-                              "metadata": {"signature_def": {
-                                  "signature_def": model.signature_defs}}})
-            return _json(registry.status(version))
+            return _json(registry.metadata(version) if metadata else registry.status(version))
         body = await _read_body(request, serving)
         if metadata or verb != "predict":
             _parse(body)
             raise RequestError(f"unsupported request POST {_target(request)}; this server "
                                "answers :predict (not :classify or :regress)",
                                status=400 if verb else 404)
-        if serving.threaded:
-            data, served = await run_in_threadpool(_answer_predict, serving, version, body)
-        else:
-            data, served = _answer_predict(serving, version, body)
+        data, served, rows = await run_in_threadpool(_answer_predict, serving, version, body)
+        request.state.rows = rows
         return Response(data, 200, {VERSION_HEADER: served}, media_type="application/json")
     except Exception as err:  # pylint: disable=broad-except
         return _error(err, method, _target(request))
 
 
 def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               max_instances: int = DEFAULT_MAX_INSTANCES, threaded: bool = True) -> FastAPI:
-    """The TF Serving REST API over ``registry`` as a FastAPI app.
+               max_instances: int = DEFAULT_MAX_INSTANCES,
+               metrics: Optional[ServingMetrics] = None, request_log: Any = None) -> FastAPI:
+    """TF Serving's REST API over ``registry`` as a FastAPI app.
 
-    ``threaded`` runs predict (JSON parse, TensorFlow call, JSON dump) in Starlette's thread
-    pool, as a plain ``def`` endpoint would; False runs it on the event loop (``async def``),
-    which saves the thread hop but stops every other connection while TensorFlow computes.
-    The registry's watcher is the caller's to start and stop, as with ``ModelServer``.
+    A registry without an observer reports its loads and swaps to ``metrics`` (default: new
+    ones). The registry's watcher is the caller's to start and stop; ``request_log`` is
+    closed by :meth:`ModelHTTPServer.server_close`.
     """
+    metrics = metrics if metrics is not None else ServingMetrics()
+    if registry.observer is None:
+        registry.attach(metrics)
     app = FastAPI(title="cartola model server",
                   description="TF Serving-compatible REST API (a subset): status, metadata, "
                               f"predict. Model: {registry.name}.", version="1")
-    app.state.serving = _Serving(registry, max_body_bytes, max_instances, threaded)
+    app.state.serving = _Serving(registry, max_body_bytes, max_instances, metrics, request_log)
+    app.add_middleware(_RecordMetrics, metrics=metrics)
     tags = ["TF Serving"]
 
     @app.get("/v1/models/{name:tfs_name}", tags=tags, responses=_ERRORS)
@@ -277,17 +321,31 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
         """Predict with one version (404 unless it is the served one)."""
         return await _tf_serving(request, name, version, verb="predict")
 
+    @app.get(METRICS_PATH, tags=["monitoring"],
+             responses={200: {"content": {"text/plain": {}},
+                              "description": "Prometheus' text format"}})
+    async def prometheus_metrics(request: Request):
+        """Request counts and latencies, rows scored, the served version, request log rows."""
+        body, content_type = request.app.state.serving.metrics.exposition()
+        return Response(body, 200, media_type=content_type)
+
+    @app.post(METRICS_PATH, include_in_schema=False)
+    async def prometheus_metrics_post(request: Request):
+        """Scrapes are GETs."""
+        return _json({"error": f"use GET for {METRICS_PATH}"}, 405,
+                     _drop_body(request, request.app.state.serving))
+
     @app.api_route("/{path:path}", include_in_schema=False,
                    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
     async def other(request: Request, path: str):
-        """Everything else, with server.py's answers: other verbs, trailing slashes, unknown
-        paths (a route, not a 404 handler: Starlette's 404/405 bodies are not TF Serving's)."""
+        """Everything else: other verbs, trailing slashes, unknown paths (a route, not a 404
+        handler: Starlette's 404/405 bodies are not TF Serving's)."""
         serving: _Serving = request.app.state.serving
         method = request.method
         if method not in ("GET", "POST"):  # http.server's 501, as JSON
             return _json({"error": f"Unsupported method ({method!r})"}, 501,
                          _drop_body(request, serving))
-        match = _PATH.match("/" + path)
+        match = MODEL_PATH.match("/" + path)
         if match is None:
             return _json({"error": f"no such endpoint: {method} {_target(request)}; see "
                                    f"/v1/models/{serving.registry.name}"}, 404,
@@ -307,42 +365,47 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
 # --------------------------------------------------------------------------------------------
 # Running it.
 
-def _config(app: FastAPI, **options: Any) -> uvicorn.Config:
-    """uvicorn settings matching ModelServer: idle keep-alive 120 s, no access log (the
-    ``cartola.serving`` logger reports errors), no lifespan (the registry is started apart)."""
-    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                          timeout_keep_alive=_IDLE_SECONDS, timeout_graceful_shutdown=10,
-                          **options)
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket: bound here, not by uvicorn, so port 0 gives the real port before
+    serving starts and a port in use fails as an ``OSError`` at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
 
 
-def run_uvicorn(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM (uvicorn installs the handlers): one process, like
-    ``cartola serve``; more workers would each load the model."""
-    uvicorn.Server(_config(app, host=host, port=port)).run()
+class ModelHTTPServer:
+    """A FastAPI app under uvicorn (one process, one event loop, predict in the thread pool;
+    more workers would each load the model) on a socket bound at construction.
 
-
-class BackgroundServer:
-    """``app`` under uvicorn in a daemon thread on a bound socket, with ModelServer's
-    ``url``/``server_address``/``shutdown()``/``server_close()`` so tests and benchmarks
-    drive both servers alike."""
+    ``serve_forever()`` serves on the calling thread: on the main thread, uvicorn turns
+    SIGINT/SIGTERM into a graceful shutdown (stop accepting, let running requests finish).
+    ``start_background()`` serves from a daemon thread (tests, benchmarks). Either way
+    ``shutdown()`` stops serving and ``server_close()`` closes the socket and the app's request
+    log, whose open file is then renamed complete.
+    """
 
     def __init__(self, app: FastAPI, host: str = DEFAULT_HOST, port: int = 0):
-        # Bound here, not by uvicorn, so port 0 gives a known free port before the start.
-        self._socket = socket.create_server((host, port))
-        self.server_address = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(_config(app))
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._socket]},
-                                        name="model-server-uvicorn", daemon=True)
+        self.app = app
+        self._socket = _bind(host, port)
+        self.server_address: Tuple[str, int] = self._socket.getsockname()[:2]
+        self._server = uvicorn.Server(uvicorn.Config(
+            app, log_config=None, log_level="warning", access_log=False, lifespan="off",
+            timeout_keep_alive=_IDLE_SECONDS, timeout_graceful_shutdown=10))
+        self._thread: Optional[threading.Thread] = None
 
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8501``."""
         host, port = self.server_address
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-    def start(self, timeout: float = 30.0) -> "BackgroundServer":
-        """Start serving; returns once uvicorn accepts connections."""
+    def serve_forever(self) -> None:
+        """Serve until ``shutdown()`` or, on the main thread, SIGINT/SIGTERM."""
+        self._server.run(sockets=[self._socket])
+
+    def start_background(self, timeout: float = 30.0) -> "ModelHTTPServer":
+        """Serve from a daemon thread; returns once uvicorn accepts connections."""
+        self._thread = threading.Thread(target=self.serve_forever, name="model-server",
+                                        daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while (not self._server.started and self._thread.is_alive()
@@ -355,16 +418,20 @@ class BackgroundServer:
         return self
 
     def shutdown(self) -> None:
-        """Stop serving: uvicorn closes idle connections, lets running requests finish."""
+        """Stop serving: idle connections close, running requests finish (10 s at most).
+        Safe from a signal handler; waits for a background thread to end."""
         self._server.should_exit = True
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(30)
 
     def server_close(self) -> None:
-        """Close the listening socket."""
+        """Close the listening socket, then the request log."""
         self._socket.close()
+        request_log = self.app.state.serving.request_log
+        if request_log is not None:
+            request_log.close()
 
 
-def start_background(app: FastAPI, host: str = DEFAULT_HOST, port: int = 0) -> BackgroundServer:
+def start_background(app: FastAPI, host: str = DEFAULT_HOST, port: int = 0) -> ModelHTTPServer:
     """``app`` served from a daemon thread on ``host`` (a free port by default)."""
-    return BackgroundServer(app, host, port).start()
+    return ModelHTTPServer(app, host, port).start_background()

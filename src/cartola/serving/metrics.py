@@ -3,7 +3,7 @@
 Every :class:`ServingMetrics` owns its own ``CollectorRegistry`` (not prometheus-client's
 global one), so several servers in one process (tests, a benchmark) keep separate counts and
 never clash on metric names. The HTTP layer calls :meth:`ServingMetrics.record` once per
-request; :class:`cartola.serving.server.ModelRegistry` reports loads and swaps through
+request; :class:`cartola.serving.core.ModelRegistry` reports loads and swaps through
 :meth:`model_load` and :meth:`model_served`; the request logger counts written and dropped
 rows. Nothing here listens: the server answers ``GET /metrics`` with :meth:`exposition`.
 """
