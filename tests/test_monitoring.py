@@ -44,6 +44,22 @@ def test_score_drift_ks_is_scipys():
     assert result["eval_rows"] == 3000 and result["live_rows"] == 2000
 
 
+def test_window_takes_airflow_pendulum_times_and_naive_utc():
+    import datetime as dt
+    import pendulum
+    from cartola.config import load_config
+    from cartola.monitoring.monitor import MonitorError, window
+    config = load_config(environ={}, monitor_window_hours=6)
+    start, end = window(config, until=pendulum.datetime(2026, 11, 24, 12, tz="UTC"))
+    assert type(start) is dt.datetime and type(end) is dt.datetime  # pylint: disable=unidiomatic-typecheck
+    assert (start.isoformat(), end.isoformat()) == ("2026-11-24T06:00:00+00:00",
+                                                    "2026-11-24T12:00:00+00:00")
+    assert window(config, since=dt.datetime(2026, 11, 24), until=dt.datetime(2026, 11, 25)
+                  )[0].isoformat() == "2026-11-24T00:00:00+00:00"
+    with pytest.raises(MonitorError, match="empty window"):
+        window(config, since=dt.datetime(2026, 11, 25), until=dt.datetime(2026, 11, 24))
+
+
 # --------------------------------------------------------------------------------------------
 # The real server, the monitor and the monitoring DAG.
 
@@ -167,7 +183,8 @@ def test_monitoring_dag_on_skewed_logs_triggers_training(traffic, tmp_path):
     (training,) = runs[config.pipeline_name]
     assert training["conf"]["triggered_by"] == dag_id(config), runs
     assert training["conf"]["monitor_report"].endswith("report.html"), runs
-    assert training["run_type"] == "manual" and training["state"] == "queued", runs
+    # No scheduler here: the triggered run waits for one.
+    assert training["run_type"] == "operator_triggered" and training["state"] == "queued", runs
     (monitoring,) = runs[dag_id(config)]
     assert monitoring["tasks"] == {"monitor": "success", "retrain_needed": "success",
                                    "trigger_training": "success"}, runs

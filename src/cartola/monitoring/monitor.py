@@ -95,11 +95,19 @@ def window(config: Config, since: Optional[dt.datetime] = None,
            until: Optional[dt.datetime] = None,
            now: Optional[dt.datetime] = None) -> tuple:
     """[start, end) in UTC: the last ``monitor_window_hours`` unless given."""
-    end = until or now or dt.datetime.now(dt.timezone.utc)
-    start = since or end - dt.timedelta(hours=config.monitor_window_hours)
+    end = _utc(until or now or dt.datetime.now(dt.timezone.utc))
+    start = _utc(since) if since else end - dt.timedelta(hours=config.monitor_window_hours)
     if start >= end:
         raise MonitorError(f"empty window: {start.isoformat()} is not before {end.isoformat()}")
     return start, end
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """A plain UTC datetime (Airflow hands pendulum's, whose arithmetic differs); naive
+    means UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(moment.timestamp(), dt.timezone.utc)
 
 
 def logged_traffic(config: Config, reference: Reference, start: dt.datetime, end: dt.datetime,
