@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import numpy as np
 
 from cartola.pages import CSS, figure_png, img, pyplot, table
-from cartola.validation.report import feature_distribution
+from cartola.validation.report import feature_panels
 
 
 def plot_scores(reference: np.ndarray, traffic: np.ndarray, result: Dict[str, Any]) -> bytes:
@@ -25,35 +24,6 @@ def plot_scores(reference: np.ndarray, traffic: np.ndarray, result: Dict[str, An
     axis.set_title(f"Scores: PSI {score['psi']:.3f}, KS {score['ks']:.3f}", fontsize=10)
     axis.set_xlabel("probability")
     axis.legend(fontsize=8)
-    return figure_png(fig)
-
-
-def plot_features(rows: List[Dict[str, Any]], train, traffic) -> bytes:
-    """One panel per model feature: the training split against the traffic."""
-    plt = pyplot()
-    columns = 3
-    lines = math.ceil(len(rows) / columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(3.6 * columns, 2.5 * lines),
-                             squeeze=False)
-    for axis, row in zip(axes.flat, rows):
-        for stats, label in ((train, "training data"), (traffic, "traffic")):
-            found = feature_distribution(stats, row["feature"])
-            if found is None:
-                continue
-            edges, shares = found
-            if isinstance(edges[0], str):
-                axis.bar(range(len(edges)), shares, alpha=0.5, label=label)
-                axis.set_xticks(range(len(edges)), edges, rotation=60, fontsize=6)
-            else:
-                axis.stairs(shares, edges, label=label)
-        axis.set_title(f"{row['feature']}: JS {row['value']:.3f} (max {row['threshold']:g})",
-                       fontsize=9, color="#b00020" if row["failed"] else "black")
-        axis.tick_params(labelsize=7)
-    for axis in list(axes.flat)[len(rows):]:
-        axis.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Skew: share of rows per bucket (TFDV statistics)")
-    fig.tight_layout()
     return figure_png(fig)
 
 
@@ -86,7 +56,10 @@ def write_page(result: Dict[str, Any], reference: np.ndarray, traffic: np.ndarra
         train = tfdv.load_stats_binary(str(Path(result["reference_statistics"]) / "Split-train"
                                            / "FeatureStats.pb")).datasets[0]
         live = tfdv.load_stats_binary(result["statistics"]).datasets[0]
-        parts.append(img(plot_features(result["skew"], train, live), "skew per feature"))
+        parts.append(img(feature_panels(result["skew"], [(train, "training data"),
+                                                          (live, "traffic")],
+                                        "Skew: share of rows per bucket (TFDV statistics)"),
+                         "skew per feature"))
     path = folder / "report.html"
     path.write_text(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>'
                     f"{html.escape(title)}</title><style>{CSS}</style></head><body>"

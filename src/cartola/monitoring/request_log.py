@@ -33,6 +33,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Optional, Sequence
 
+from cartola.serving.model import varint
+
 LOG = logging.getLogger("cartola.monitoring.request_log")
 
 SCORE = "__score__"
@@ -129,19 +131,9 @@ def _masked(crc: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Encoding the appended features (protobuf wire format).
 
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # int64 two's complement
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _field(tag: int, payload: bytes) -> bytes:
     """A length-delimited field."""
-    return bytes([tag]) + _varint(len(payload)) + payload
+    return bytes([tag]) + varint(len(payload)) + payload
 
 
 def _entry(name: str, feature: bytes) -> bytes:
@@ -150,7 +142,7 @@ def _entry(name: str, feature: bytes) -> bytes:
 
 
 def _int64_feature(value: int) -> bytes:
-    return _field(0x1A, _field(0x0A, _varint(value)))  # Feature.int64_list > packed value
+    return _field(0x1A, _field(0x0A, varint(value)))  # Feature.int64_list > packed value
 
 
 def suffix_parts(version: int, logged_at_ms: int) -> tuple:
@@ -160,9 +152,9 @@ def suffix_parts(version: int, logged_at_ms: int) -> tuple:
     score_head = _field(0x0A, SCORE.encode()) + b"\x12\x08\x12\x06\x0a\x04"  # 4-byte float
     rest = _entry(MODEL_VERSION, _int64_feature(version)) + _entry(LOGGED_AT,
                                                                    _int64_feature(logged_at_ms))
-    entry_head = b"\x0a" + _varint(len(score_head) + 4) + score_head
+    entry_head = b"\x0a" + varint(len(score_head) + 4) + score_head
     features_len = len(entry_head) + 4 + len(rest)
-    return b"\x0a" + _varint(features_len) + entry_head, rest
+    return b"\x0a" + varint(features_len) + entry_head, rest
 
 
 # --------------------------------------------------------------------------------------------

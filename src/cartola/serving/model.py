@@ -224,7 +224,8 @@ def raw_features_of(signature) -> Dict[str, RawFeature]:
     return dict(sorted(found[0].items()))
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Protobuf's base-128 varint of an int64."""
     value &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negatives
     out = bytearray()
     while value > 0x7F:
@@ -243,7 +244,7 @@ _MIN_GROUP_ROWS = 16
 
 
 def _varints(values: np.ndarray) -> tuple:
-    """:func:`_varint` of each int64: an (n, width) uint8 matrix, rows left-aligned, and each
+    """:func:`varint` of each int64: an (n, width) uint8 matrix, rows left-aligned, and each
     row's byte count."""
     values = values.astype(np.int64).view(np.uint64)
     width = max(1, (int(values.max(initial=0)).bit_length() + 6) // 7)
@@ -262,7 +263,7 @@ class _Column:
 
     def __init__(self, name: str, kind: str, values: Sequence[Any]):
         key = name.encode("utf-8")
-        self._key = b"\x0a" + _varint(len(key)) + key
+        self._key = b"\x0a" + varint(len(key)) + key
         self._tag = _LIST_TAGS[kind]
         self._heads: Dict[int, bytes] = {}
         self._matrix: Optional[np.ndarray] = None
@@ -288,10 +289,10 @@ class _Column:
         entry > key(1), value(2): Feature > the typed list > value(1) (packed for numbers)."""
         if code not in self._heads:
             size = code - 1
-            values = b"\x0a" + _varint(size)
-            feature = self._tag + _varint(len(values) + size) + values
-            entry = self._key + b"\x12" + _varint(len(feature) + size) + feature
-            self._heads[code] = b"\x0a" + _varint(len(entry) + size) + entry
+            values = b"\x0a" + varint(size)
+            feature = self._tag + varint(len(values) + size) + values
+            entry = self._key + b"\x12" + varint(len(feature) + size) + feature
+            self._heads[code] = b"\x0a" + varint(len(entry) + size) + entry
         return self._heads[code]
 
     def value(self, row: int, size: int) -> bytes:
@@ -349,7 +350,7 @@ def _same_layout(layout: List[tuple], rows, count: int) -> List[bytes]:
         template += bytes(code - 1)
     if not template:
         return [b""] * count
-    header = b"\x0a" + _varint(len(template))
+    header = b"\x0a" + varint(len(template))
     width = len(header) + len(template)
     matrix = np.empty((count, width), dtype=np.uint8)
     matrix[:] = np.frombuffer(header + template, np.uint8)
@@ -386,7 +387,7 @@ def build_examples(columns: Mapping[str, Sequence[Any]],
             continue
         for row in order[start:stop] if order is not None else range(start, stop):
             body = b"".join(c.head(code) + c.value(row, code - 1) for c, code in layout)
-            encoded.append(b"\x0a" + _varint(len(body)) + body if body else b"")
+            encoded.append(b"\x0a" + varint(len(body)) + body if body else b"")
     if order is None:
         return encoded
     result = np.empty(rows, dtype=object)

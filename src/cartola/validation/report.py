@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -55,14 +55,23 @@ def plot_drift(result: Dict[str, Any]) -> Optional[bytes]:
     rows = [row for row in result["measurements"] if row["kind"] == "drift"]
     if current is None or baseline is None or not rows:
         return None
+    return feature_panels(rows, [(baseline, f"span {result['baseline_span']} (served model)"),
+                                 (current, f"span {result['span']} (this run)")],
+                          "Drift: share of training examples per bucket, served model's data "
+                          "against this span (TFDV)")
+
+
+def feature_panels(rows: List[Dict[str, Any]], sides: List[Tuple[Any, str]], title: str) -> bytes:
+    """One panel per measured feature (``rows``: feature, value, threshold, failed), each
+    drawing the feature's distribution in every (DatasetFeatureStatistics, label) of
+    ``sides``."""
     plt = pyplot()
     columns = 3
-    fig, axes = plt.subplots(math.ceil(len(rows) / columns), columns,
-                             figsize=(3.6 * columns, 2.5 * math.ceil(len(rows) / columns)),
+    lines = math.ceil(len(rows) / columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(3.6 * columns, 2.5 * lines),
                              squeeze=False)
     for axis, row in zip(axes.flat, rows):
-        for stats, label in ((baseline, f"span {result['baseline_span']} (served model)"),
-                             (current, f"span {result['span']} (this run)")):
+        for stats, label in sides:
             found = feature_distribution(stats, row["feature"])
             if found is None:
                 continue
@@ -78,8 +87,7 @@ def plot_drift(result: Dict[str, Any]) -> Optional[bytes]:
     for axis in list(axes.flat)[len(rows):]:
         axis.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Drift: share of training examples per bucket, served model's data against "
-                 "this span (TFDV)")
+    fig.suptitle(title)
     fig.tight_layout()
     return figure_png(fig)
 
