@@ -14,6 +14,7 @@ from airflow.sdk import DAG
 
 from cartola.config import load_config
 from cartola.monitoring import airflow_tasks
+from cartola.orchestration.airflow_tasks import on_task_failure
 
 CONFIG = load_config()
 
@@ -38,6 +39,9 @@ with DAG(
         catchup=False,
         max_active_runs=1,
         doc_md=DOC,
+        # A monitor that cannot run is a failed run worth a notification (run_failed).
+        default_args={"owner": "cartola",
+                      "on_failure_callback": on_task_failure},
         tags=["monitoring", "cartola"],
 ) as dag:
     check = PythonOperator(task_id=airflow_tasks.MONITOR_TASK,
