@@ -43,12 +43,12 @@ from cartola import scoring
 from cartola.config import load_config
 from cartola.data.spans import latest_folder
 from cartola.serving.model import RawFeature, ServedModel, build_examples
-from cartola.serving.model import _varint  # pylint: disable=protected-access
+from cartola.serving.model import varint
 from cartola.versions import model_versions
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
+    return tag + varint(len(payload)) + payload
 
 
 def row_by_row_examples(columns: Mapping[str, Sequence[Any]],
@@ -70,7 +70,7 @@ def row_by_row_examples(columns: Mapping[str, Sequence[Any]],
                 parts.append(float_prefix[name] + pack(value))
             elif kinds[name] == "int":
                 parts.append(_field(b"\x0a", keys[name] + _field(
-                    b"\x12", _field(b"\x1a", _field(b"\x0a", _varint(value))))))
+                    b"\x12", _field(b"\x1a", _field(b"\x0a", varint(value))))))
             else:
                 parts.append(_field(b"\x0a", keys[name] + _field(
                     b"\x12", _field(b"\x0a", _field(b"\x0a", value.encode("utf-8"))))))
