@@ -56,10 +56,11 @@ class FakeModel:
 
 
 @contextlib.contextmanager
-def running(registry, **limits):
-    """The server (the FastAPI app under uvicorn) on a free loopback port, in a thread, for
-    the block."""
-    server = start_background(create_app(registry, **limits))
+def running(registry, **options):
+    """The server (the FastAPI app under uvicorn; ``options`` of ``create_app``: limits,
+    metrics, request log) on a free loopback port, in a thread, for the block; closing it
+    closes the request log."""
+    server = start_background(create_app(registry, **options))
     try:
         yield server
     finally:

@@ -5,7 +5,6 @@ pipeline's pushed model and reads the logs back with TFDV."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import shutil
 import threading
@@ -19,31 +18,17 @@ import tensorflow as tf  # the log writer imports it too: load it before timing 
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from test_serving import FEATURES, NAME, ROW, FakeModel, _sample_rows, http
+from test_serving import FEATURES, NAME, ROW, FakeModel, _sample_rows, http, running
 from cartola.config import load_config
 from cartola.monitoring.request_log import (LOGGED_AT, MODEL_VERSION, SCORE, RequestLogger,
                                             file_start, logged_files, read_logged,
                                             suffix_parts)
-from cartola.serving.app import create_app, start_background
 from cartola.serving.core import ModelRegistry, endpoint_of
 from cartola.serving.metrics import ServingMetrics
 from cartola.serving.model import build_examples, columns_from_instances
 from cartola.serving.server import add_arguments
 
 PREDICT = f"/v1/models/{NAME}:predict"
-
-
-@contextlib.contextmanager
-def observed(registry, metrics, request_log=None):
-    """The server with these metrics (and request log) on a free loopback port; closing it
-    closes the log."""
-    server = start_background(create_app(registry, metrics=metrics, request_log=request_log))
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        registry.stop()
 
 
 def scrape(server):
@@ -108,7 +93,7 @@ def test_metrics_count_the_requests_rows_loads_and_version(tmp_path):
     metrics = ServingMetrics()
     registry = ModelRegistry(tmp_path / NAME, NAME, 0.05, loader, observer=metrics)
     registry.refresh()  # 2 fails, 1 serves
-    with observed(registry, metrics) as server:
+    with running(registry, metrics=metrics) as server:
         for _ in range(3):
             assert http(server, "POST", PREDICT, {"instances": [ROW, ROW]})[0] == 200
         assert http(server, "POST", PREDICT, {"instances": [dict(ROW, a="x")]})[0] == 400
@@ -149,7 +134,7 @@ def test_each_server_has_its_own_registry_and_no_version_is_0(tmp_path):
     assert first.registry.get_sample_value("cartola_requests_total", {
         "method": "GET", "endpoint": "other", "status": "200"}) == 1
     registry = ModelRegistry(tmp_path / NAME, NAME)  # nothing to load
-    with observed(registry, second) as server:
+    with running(registry, metrics=second) as server:
         _, values = scrape(server)
         assert values[("cartola_model_version", ())] == 0
         assert http(server, "POST", "/metrics", {})[0] == 405
@@ -183,7 +168,7 @@ def test_server_logs_the_scored_bytes_of_every_request_form(tmp_path):
     rows = [ROW, {"a": 2.0, "n": None, "s": ""}]
     b64 = [b"\x0a\x00", build_examples({"a": [7.0]}, FEATURES)[0]]
     before = int(time.time() * 1000)
-    with observed(registry, metrics, log) as server:
+    with running(registry, metrics=metrics, request_log=log) as server:
         assert http(server, "POST", PREDICT, {"instances": rows})[0] == 200
         assert http(server, "POST", PREDICT, {"inputs": {"a": [3.0], "n": [4], "s": ["y"]}}
                     )[0] == 200
@@ -381,7 +366,7 @@ def test_logged_requests_round_trip_into_tfdv_statistics(pushed_project, tmp_pat
     log = make_logger(tmp_path / "logs", observer=metrics)
     rows = _sample_rows(config, 120)
     rows[0]["tempo_desperd"] = None
-    with observed(registry, metrics, log) as server:
+    with running(registry, metrics=metrics, request_log=log) as server:
         client = ServingClient(server.url, config.model_name)
         predictions = client.predict(rows[:50]) + client.predict_columns(
             {name: [r[name] for r in rows[50:100]] for name in config.numeric_features})
