@@ -6,16 +6,26 @@ BOM either fails inside Beam or names its first column '\\ufeffid'. This executo
 record reader (quoted newlines), type inference and tf.Example conversion, and changes only
 the header parsing, the delimiter and the decimal mark. The component is TFX's
 FileBasedExampleGen with this executor, so splits, hash buckets and spans work as in TFX.
+
+On the DirectRunner (every local and Airflow run unless ``beam_args`` name another runner) the
+rows do not go through Beam at all: each file is parsed with :mod:`csv`, typed by TFX's own
+rules on each batch's distinct values, encoded column-wise by tfx_bsl and handed to
+:mod:`cartola.data.example_writer`. The examples are those TFX's path writes, value for value
+(a test compares the two on awkward data), in a fraction of the time and memory.
 """
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List, Sequence, Set
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
 from google.protobuf import struct_pb2  # pylint: disable=no-name-in-module
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.example_gen.csv_example_gen import executor as tfx_csv
@@ -24,10 +34,16 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
-from tfx_bsl.coders import csv_decoder
+from tfx_bsl.coders import csv_decoder, example_coder
+
+from cartola.data import example_writer
 
 NODE_ID = "CsvExampleGen"
+BATCH_ROWS = 20_000  # rows parsed, typed and encoded together
 _DECIMAL_COMMA = re.compile(rb"^\s*[+-]?\d*,\d+\s*$")
+_DECIMAL_COMMA_TEXT = re.compile(_DECIMAL_COMMA.pattern.decode(), re.ASCII)
+_Type = csv_decoder.ColumnType
+_INT64 = np.iinfo(np.int64)
 
 
 def dialect_config(delimiter: str, decimal: str) -> example_gen_pb2.CustomConfig:
@@ -97,11 +113,140 @@ class _CsvToExample(beam.PTransform):
             tfx_csv._ParsedCsvToTfExample(), column_infos)  # pylint: disable=protected-access
 
 
+def _rows(path: str, width: int, delimiter: str) -> Iterator[List[List[str]]]:
+    """A local CSV file's records after the header line, in batches; blank lines skipped as
+    TFX skips them, a record with the wrong field count refused with its line."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        handle.readline()  # the header: one physical line, as TFX's reader skips it
+        reader = csv.reader(handle, delimiter=delimiter)
+        batch: List[List[str]] = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != width:
+                raise ValueError(f"{path}:{reader.line_num + 1}: {len(row)} fields, the "
+                                 f"header has {width}")
+            batch.append(row)
+            if len(batch) == BATCH_ROWS:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _columns(batch: List[List[str]], decimal: str) -> List[Sequence[str]]:
+    columns: List[Sequence[str]] = list(zip(*batch))
+    if decimal != ",":
+        return columns
+    for index, column in enumerate(columns):
+        fixed = {value: value.replace(",", ".") for value in set(column)
+                 if "," in value and _DECIMAL_COMMA_TEXT.match(value)}
+        if fixed:
+            columns[index] = [fixed.get(value, value) for value in column]
+    return columns
+
+
+def _column_type(values: Set[str]) -> _Type:
+    """The type TFX's ColumnTypeInferrer gives these distinct cells, checked with bulk
+    ``int``/``float`` calls instead of one call per cell."""
+    values.discard("")
+    if not values:
+        return _Type.UNKNOWN
+    cells = [value.encode("utf-8") for value in values]
+    try:
+        numbers = list(map(int, cells))
+    except ValueError:
+        pass
+    else:
+        fits = _INT64.min <= min(numbers) and max(numbers) <= _INT64.max
+        return _Type.INT if fits else _Type.STRING
+    try:
+        for _ in map(float, cells):
+            pass
+    except ValueError:
+        return _Type.STRING
+    # An integer beyond int64 makes the column a string column, even among floats.
+    return max([_Type.FLOAT] + [csv_decoder._InferValueType(cell)  # pylint: disable=protected-access
+                                for cell in cells if len(cell) > 18])
+
+
+def _array(column: Sequence[str], kind: _Type) -> pa.Array:
+    """One column as tfx_bsl's list array: a one-value list per cell, empty for ''."""
+    present = np.fromiter((value != "" for value in column), bool, len(column))
+    offsets = np.zeros(len(column) + 1, np.int64)
+    np.cumsum(present, out=offsets[1:])
+    values = [value for value in column if value]
+    if kind == _Type.INT:
+        data = pa.array(np.fromiter(map(int, values), np.int64, len(values)))
+    elif kind == _Type.FLOAT:
+        with np.errstate(over="ignore"):  # beyond float32, inf, as the proto stores it
+            data = pa.array(np.fromiter(map(float, values), np.float64,
+                                        len(values)).astype(np.float32))
+    else:
+        data = pa.array(values, pa.large_binary())
+    return pa.LargeListArray.from_arrays(pa.array(offsets), data)
+
+
+def read_examples(pattern: str, delimiter: str, decimal: str) -> Iterator[List[bytes]]:
+    """Serialized tf.Examples of the files matching ``pattern``, in batches.
+
+    Two passes: the first types each column over every file (the same rules and type
+    hierarchy as TFX's ColumnTypeInferrer), the second encodes. Features are serialized
+    deterministically; a column empty in every row is a feature with no kind, as in TFX."""
+    files = fileio.glob(pattern)
+    if not files:
+        raise RuntimeError(f"split pattern {pattern} matches no file")
+    names = read_header(files[0], delimiter)
+    for path in files[1:]:
+        if read_header(path, delimiter) != names:
+            raise RuntimeError(f"{path}: header differs from {files[0]}")
+    kinds = [_Type.UNKNOWN] * len(names)
+    for path in files:
+        for batch in _rows(path, len(names), delimiter):
+            for index, column in enumerate(_columns(batch, decimal)):
+                if kinds[index] != _Type.STRING:
+                    kinds[index] = max(kinds[index], _column_type(set(column)))
+    typed = [index for index, kind in enumerate(kinds) if kind != _Type.UNKNOWN]
+    empty = [names[index] for index, kind in enumerate(kinds) if kind == _Type.UNKNOWN]
+    parse = tf.train.Example.FromString
+    for path in files:
+        for batch in _rows(path, len(names), delimiter):
+            columns = _columns(batch, decimal)
+            records = example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(
+                [_array(columns[index], kinds[index]) for index in typed],
+                [names[index] for index in typed]))
+            examples = []
+            for record in records:
+                # tfx_bsl writes features in hash-map order; TFX hashes the deterministic
+                # (sorted) serialization for the split, so the bytes are made that.
+                example = parse(record)
+                for name in empty:
+                    example.features.feature[name].Clear()
+                examples.append(example.SerializeToString(deterministic=True))
+            yield examples
+
+
 class Executor(tfx_csv.Executor):
-    """TFX's CsvExampleGen executor with the dialect from ``custom_config``."""
+    """TFX's CsvExampleGen executor with the dialect from ``custom_config``; without Beam
+    where :func:`cartola.data.example_writer.unsupported` allows."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _CsvToExample
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        why = example_writer.unsupported(exec_properties, self._beam_pipeline_args or [])
+        if why is None and "://" in input_base:
+            why = "input on a remote file system"
+        if why is not None:
+            logging.info("CsvExampleGen through Beam: %s", why)
+            super().Do(input_dict, output_dict, exec_properties)
+            return
+        dialect = _dialect(exec_properties)
+        example_writer.write_examples(
+            output_dict, exec_properties,
+            lambda pattern: read_examples(os.path.join(input_base, pattern),
+                                          dialect["delimiter"], dialect["decimal"]))
 
 
 def csv_example_gen(input_base: str, delimiter: str, decimal: str, input_config,

@@ -1,0 +1,127 @@
+"""ExampleGen's last step without Beam: TFX's hash split, gzipped TFRecord files, the
+Examples artifact's properties.
+
+TFX's ExampleGen executors send every record through a Beam pipeline that partitions,
+reshuffles and writes it one record at a time. Measured on the 2-CPU development machine at
+1M rows, that tail cost ~250 s and ~6 GB of summed RSS under the DirectRunner's
+multi-processing mode (~490 s in memory), whatever read the rows. Here a reader yields batches
+of serialized examples and this module routes each record with TFX's own partition function
+(the same bucket for the same bytes, so splits are those TFX would write) straight into one
+gzipped TFRecord file per split: a few seconds at 1M rows, in one process, one batch in
+memory at a time. Runs that name another Beam runner (Flink, Spark, Dataflow) keep TFX's Beam
+path, which scales out; so do the settings this writer does not cover.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+
+import tensorflow as tf
+from tfx.components.example_gen import base_example_gen_executor, utils, write_split
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+# A reader: an input split's pattern -> batches of serialized tf.Examples.
+Reader = Callable[[str], Iterable[List[bytes]]]
+FILE_NAME = "data_tfrecord-00000-of-00001.gz"  # the name TFX's one-shard WriteSplit gives
+_GZIP = tf.io.TFRecordOptions(compression_type="GZIP")
+
+
+def _configs(exec_properties: Dict[str, Any]):
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    output_config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                              output_config)
+    return input_config, output_config
+
+
+def unsupported(exec_properties: Dict[str, Any], beam_args: List[str]) -> Optional[str]:
+    """Why this writer cannot stand in for TFX's Beam path here, or None when it can."""
+    runner = next((arg.split("=", 1)[1] for arg in beam_args
+                   if arg.startswith("--runner=")), "DirectRunner")
+    if runner not in ("DirectRunner", "direct"):
+        return f"runner {runner}"
+    output_config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                              output_config)
+    if output_config.split_config.partition_feature_name:
+        return "a partition feature"
+    payload = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+    if payload not in (None, example_gen_pb2.FORMAT_TF_EXAMPLE):
+        return "a payload other than tf.Example"
+    return None
+
+
+def _routed(batches: Iterable[List[bytes]], buckets: List[int],
+            split_config) -> Iterator[List[List[bytes]]]:
+    """Each batch's records grouped by output split, by TFX's ExampleGen partition function."""
+    partition = base_example_gen_executor._PartitionFn  # pylint: disable=protected-access
+    for batch in batches:
+        groups: List[List[bytes]] = [[] for _ in buckets]
+        for record in batch:
+            groups[partition(record, len(buckets), buckets, split_config)].append(record)
+        yield groups
+
+
+def write_examples(output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any],
+                   read: Reader) -> Dict[str, int]:
+    """Write the Examples artifact's splits from ``read``; return the rows per split.
+
+    One input split hash-split into the output config's splits, or one output split per
+    input split, as TFX's ExampleGen does. The artifact gets TFX's split names, payload and
+    file format, plus ``row_count`` and ``split_row_counts``."""
+    input_config, output_config = _configs(exec_properties)
+    examples = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EXAMPLES_KEY])
+    names = utils.generate_output_split_names(input_config, output_config)
+    examples.split_names = artifact_utils.encode_split_names(names)
+    writers = []
+    for name in names:
+        folder = artifact_utils.get_split_uri([examples], name)
+        tf.io.gfile.makedirs(folder)
+        writers.append(tf.io.TFRecordWriter(os.path.join(folder, FILE_NAME), _GZIP))
+    counts = [0] * len(names)
+
+    def write(target: int, records: List[bytes]) -> None:
+        append = writers[target].write
+        for record in records:
+            append(record)
+        counts[target] += len(records)
+
+    try:
+        if output_config.split_config.splits:
+            buckets, total = [], 0
+            for split in output_config.split_config.splits:
+                total += split.hash_buckets
+                buckets.append(total)
+            for groups in _routed(read(input_config.splits[0].pattern), buckets,
+                                  output_config.split_config):
+                for target, records in enumerate(groups):
+                    write(target, records)
+        else:
+            for target, split in enumerate(input_config.splits):
+                for batch in read(split.pattern):
+                    write(target, batch)
+    finally:
+        for writer in writers:
+            writer.close()
+    _record(examples, exec_properties, dict(zip(names, counts)))
+    logging.info("ExampleGen wrote %s rows per split", dict(zip(names, counts)))
+    return dict(zip(names, counts))
+
+
+def _record(examples, exec_properties: Dict[str, Any], counts: Dict[str, int]) -> None:
+    payload = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+    if payload:
+        examples_utils.set_payload_format(examples, payload)
+    file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
+    if file_format:
+        examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))
+    examples.set_int_custom_property("row_count", sum(counts.values()))
+    examples.set_string_custom_property("split_row_counts", json.dumps(counts))
