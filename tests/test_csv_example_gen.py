@@ -33,8 +33,6 @@ def _run(tmp_path, name, text, beam, dialect=(",", "."), executor=None, splits=T
     data = tmp_path / name / "data"
     data.mkdir(parents=True)
     (data / "part.csv").write_text(text, encoding="utf-8")
-    examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / name / "out")
     output = example_gen_pb2.Output()
     if splits:
         output.split_config.splits.add(name="train", hash_buckets=3)
@@ -48,7 +46,15 @@ def _run(tmp_path, name, text, beam, dialect=(",", "."), executor=None, splits=T
         specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(
             csv_example_gen.dialect_config(*dialect)),
     }
-    executor = executor or csv_example_gen.Executor()
+    return written(executor or csv_example_gen.Executor(), props,
+                   str(tmp_path / name / "out"), beam)
+
+
+def written(executor, props, uri: str, beam: bool):
+    """Run an ExampleGen executor (its Beam path when ``beam``, else as it chooses): the
+    deterministic serialization of each split's examples, sorted, and the artifact."""
+    examples = standard_artifacts.Examples()
+    examples.uri = uri
     outputs = {specs.EXAMPLES_KEY: [examples]}
     if beam:
         BaseExampleGenExecutor.Do(executor, {}, outputs, props)

@@ -196,7 +196,8 @@ def test_encode_types_and_missing_values_like_csv_example_gen():
     rows = [(3, decimal.Decimal("0.25"), "São Paulo", True, dt.date(2026, 11, 16)),
             (None, None, None, None, None)]
     names = ["anos", "avg", "city", "flag", "day"]
-    first, second = encode(rows, names, ["INT", "FLOAT", "BYTES", "INT", "BYTES"])
+    first, second = map(tf.train.Example.FromString,
+                        encode(rows, names, ["INT", "FLOAT", "BYTES", "INT", "BYTES"]))
     expected = tf.train.Example()
     features = expected.features.feature
     features["anos"].int64_list.value.append(3)
@@ -243,3 +244,39 @@ def test_load_names_the_file_and_column_a_value_does_not_fit(loaded, tmp_path):
         postgres.load_spans(loaded, tmp_path)
     assert _sql(loaded, "SELECT count(*) FROM cartola_users WHERE snapshot_date = "
                         "'2026-11-30'")[0][0] == 0  # the transaction rolled back
+
+
+def test_example_gen_writes_the_csv_example_gens_examples_and_splits(loaded, tmp_path):
+    """The same rows from the table and from the span's CSV file: the same examples in the
+    same splits, without Beam and through TFX's Beam path."""
+    # pylint: disable=import-outside-toplevel
+    from tfx.proto import example_gen_pb2
+    from tfx.types import standard_component_specs as specs
+    from tfx.utils import proto_utils
+    from cartola.data import csv_example_gen, postgres_example_gen
+    from test_csv_example_gen import written
+    output = example_gen_pb2.Output()
+    output.split_config.splits.add(name="train", hash_buckets=3)
+    output.split_config.splits.add(name="eval", hash_buckets=1)
+    source = postgres.PostgresSource(loaded)
+
+    def props(pattern, custom):
+        return {specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(
+                    splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)])),
+                specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output),
+                specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+                specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(custom),
+                specs.INPUT_BASE_KEY: str(LATEST_SPAN)}
+
+    query = postgres.fill_span(source.query, postgres.date_to_span(dt.date(2026, 11, 16)))
+    table = props(query, postgres_example_gen.source_config(
+        loaded.db_uri, loaded.db_password_file, [loaded.snapshot_column]))
+    ours, artifact = written(postgres_example_gen.Executor(), table, str(tmp_path / "pg"), False)
+    through_beam, _ = written(postgres_example_gen.Executor(), table, str(tmp_path / "b"), True)
+    from_csv, _ = written(csv_example_gen.Executor(),
+                          props("*.csv", csv_example_gen.dialect_config(",", ".")),
+                          str(tmp_path / "csv"), False)
+    assert ours == through_beam == from_csv
+    assert artifact.get_int_custom_property("row_count") == 20_000
+    assert artifact.get_string_custom_property("query") == query
+    assert 0.7 < len(ours["train"]) / 20_000 < 0.8

@@ -1,9 +1,10 @@
 """PostgresExampleGen: one span of a PostgreSQL table or query as tf.Examples.
 
 TFX's QueryBasedExampleGen (its driver fills the span's date into the query and records the
-span in ML Metadata; its executor hash-splits and writes like every ExampleGen) with an
-executor that streams rows through a psycopg server-side cursor, so neither the database nor
-this process holds the span in memory. Types come from the database: integer and boolean
+span in ML Metadata) with an executor that streams rows through a psycopg server-side cursor,
+so neither the database nor this process holds the span in memory, and on the DirectRunner
+hands them to :mod:`cartola.data.example_writer` (TFX's hash split without Beam; other
+runners keep TFX's Beam path). Types come from the database: integer and boolean
 columns -> int64, real and numeric -> float, text, dates and timestamps -> bytes, NULL -> an
 empty value list (what CsvExampleGen writes for an empty cell, so the same rows give the same
 examples and the same hash split).
@@ -30,7 +31,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
-from cartola.data import postgres
+from cartola.data import example_writer, postgres
 
 NODE_ID = "PostgresExampleGen"
 FETCH_ROWS = 5000  # rows per round trip of the server-side cursor, and per encoded batch
@@ -70,49 +71,56 @@ def _value(value: Any) -> Any:
     return value
 
 
-def encode(rows: List[tuple], names: List[str], kinds: List[str]) -> List[tf.train.Example]:
-    """tf.Examples of fetched rows, encoded column-wise by tfx_bsl (C++)."""
+def encode(rows: List[tuple], names: List[str], kinds: List[str]) -> List[bytes]:
+    """Serialized tf.Examples of fetched rows, encoded column-wise by tfx_bsl (C++)."""
     arrays = [pa.array([[] if row[i] is None else [_value(row[i])] for row in rows],
                        _ARROW_TYPES[kind]) for i, kind in enumerate(kinds)]
     batch = pa.RecordBatch.from_arrays(arrays, names)
-    # Parsed back so ExampleGen's hash split keys on the deterministic serialization, as it
-    # does for CsvExampleGen's protos: the same rows land in the same split either way.
-    return [tf.train.Example.FromString(record)
+    # tfx_bsl writes features in hash-map order; the hash split keys on the deterministic
+    # (sorted) serialization, as for CsvExampleGen's examples: the same rows land in the same
+    # split from either source.
+    return [tf.train.Example.FromString(record).SerializeToString(deterministic=True)
             for record in example_coder.RecordBatchToExamples(batch)]
 
 
+def read_rows(settings: Dict[str, Any], query: str) -> Iterator[List[bytes]]:
+    """A query's rows as serialized tf.Examples, ``FETCH_ROWS`` at a time through a
+    server-side cursor."""
+    exclude = set(settings["exclude"])
+    with postgres.connect(settings["uri"], settings["password_file"]) as conn:
+        with conn.cursor(name="cartola_example_gen") as cursor:
+            cursor.execute(query)
+            columns = [(i, col.name,
+                        postgres.KINDS.get(postgres.type_name(conn, col.type_code), ""))
+                       for i, col in enumerate(cursor.description)
+                       if col.name not in exclude]
+            unreadable = [name for _, name, kind in columns if not kind]
+            if unreadable:
+                raise ValueError(f"query {query!r}: columns {unreadable} have types the "
+                                 f"PostgreSQL ExampleGen cannot read; cast them")
+            names = [name for _, name, _ in columns]
+            kinds = [kind for _, _, kind in columns]
+            keep = [i for i, _, _ in columns]
+            while rows := cursor.fetchmany(FETCH_ROWS):
+                yield encode([tuple(row[i] for i in keep) for row in rows], names, kinds)
+
+
 class _ReadSpan(beam.DoFn):
-    """A query -> its rows as tf.Examples, streamed through a server-side cursor."""
+    """A query -> its rows as serialized tf.Examples (TFX's Beam path)."""
 
     def __init__(self, settings: Dict[str, Any]):
         super().__init__()
         self._settings = settings
 
-    def process(self, query: str) -> Iterator[tf.train.Example]:  # pylint: disable=arguments-differ
-        """Fetch ``FETCH_ROWS`` rows at a time; encode each batch."""
-        exclude = set(self._settings["exclude"])
-        with postgres.connect(self._settings["uri"], self._settings["password_file"]) as conn:
-            with conn.cursor(name="cartola_example_gen") as cursor:
-                cursor.execute(query)
-                columns = [(i, col.name,
-                            postgres.KINDS.get(postgres.type_name(conn, col.type_code), ""))
-                           for i, col in enumerate(cursor.description)
-                           if col.name not in exclude]
-                unreadable = [name for _, name, kind in columns if not kind]
-                if unreadable:
-                    raise ValueError(f"query {query!r}: columns {unreadable} have types the "
-                                     f"PostgreSQL ExampleGen cannot read; cast them")
-                names = [name for _, name, _ in columns]
-                kinds = [kind for _, _, kind in columns]
-                keep = [i for i, _, _ in columns]
-                while rows := cursor.fetchmany(FETCH_ROWS):
-                    yield from encode([tuple(row[i] for i in keep) for row in rows],
-                                      names, kinds)
+    def process(self, query: str) -> Iterator[bytes]:  # pylint: disable=arguments-differ
+        """Every row of the query."""
+        for batch in read_rows(self._settings, query):
+            yield from batch
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@beam.typehints.with_output_types(bytes)
 def _PostgresToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
                        split_pattern: str) -> beam.pvalue.PCollection:
     """One split's query (span date filled in by the driver) -> tf.Examples."""
@@ -128,19 +136,24 @@ class Executor(BaseExampleGenExecutor):
         return _PostgresToExample
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
-        super().Do(input_dict, output_dict, exec_properties)
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
                                   input_config)
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
-        counts = {split: _count(artifact_utils.get_split_uri([examples], split))
-                  for split in artifact_utils.decode_split_names(examples.split_names)}
+        if example_writer.unsupported(exec_properties, self._beam_pipeline_args or []) is None:
+            settings = _settings(exec_properties)
+            counts = example_writer.write_examples(
+                output_dict, exec_properties, lambda query: read_rows(settings, query))
+        else:
+            super().Do(input_dict, output_dict, exec_properties)
+            counts = {split: _count(artifact_utils.get_split_uri([examples], split))
+                      for split in artifact_utils.decode_split_names(examples.split_names)}
+            examples.set_int_custom_property("row_count", sum(counts.values()))
+            examples.set_string_custom_property("split_row_counts", json.dumps(counts))
         if not sum(counts.values()):
             raise ValueError(f"query {input_config.splits[0].pattern!r} returned no row")
         examples.set_string_custom_property("query", input_config.splits[0].pattern)
-        examples.set_int_custom_property("row_count", sum(counts.values()))
-        examples.set_string_custom_property("split_row_counts", json.dumps(counts))
 
 
 def _count(split_uri: str) -> int:
