@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -228,3 +230,13 @@ def test_count_records_reads_gzip_and_plain_tfrecords(tmp_path):
         writer.write(b"one")
     assert count_records([str(tmp_path / "*.gz")]) == 14
     assert count_records([str(tmp_path / "plain" / "*")]) == 1
+
+
+def test_trainer_threads_apply_at_tf_start_and_say_when_tf_had_started():
+    code = ("from cartola.models.model import set_threads; import tensorflow as tf; "
+            "print(set_threads(1)); tf.constant(1) + 1; print(set_threads(2))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=300)
+    first, second = done.stdout.strip().splitlines()[-2:]
+    assert first == "TF threads: 1 intra-op, 1 inter-op"
+    assert second == "TF threads: 1 intra-op, 1 inter-op (TensorFlow already started in this process)"

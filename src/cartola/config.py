@@ -134,6 +134,11 @@ class Config:  # pylint: disable=too-many-instance-attributes
     early_stopping_patience: int = 5
     # The Trainer prints one line every epoch_log_every epochs (and the last), not one each.
     epoch_log_every: int = 10
+    # TensorFlow threads in the Trainer, intra-op and inter-op (0: every core, TF's default).
+    # Applied where the Trainer starts TensorFlow (an Airflow task); `cartola run` shares its
+    # process, and TF's runtime, with Transform, so there TF_NUM_INTRAOP_THREADS and
+    # TF_NUM_INTEROP_THREADS, set before the run, are what counts.
+    trainer_threads: int = 0
     seed: int = 42
 
     # Blessing: absolute floors and allowed regression against the last blessed model.
@@ -296,6 +301,9 @@ class Config:  # pylint: disable=too-many-instance-attributes
         if self.beam_workers < 0:
             raise ConfigError(f"beam_workers must be >= 0 (0: every core), got "
                               f"{self.beam_workers}")
+        if self.trainer_threads < 0:
+            raise ConfigError(f"trainer_threads must be >= 0 (0: every core), got "
+                              f"{self.trainer_threads}")
         if self.epoch_log_every < 1:
             raise ConfigError(f"epoch_log_every must be >= 1, got {self.epoch_log_every}")
         if self.drift_action not in ("stop", "warn"):

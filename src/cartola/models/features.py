@@ -44,6 +44,7 @@ def feature_spec(config) -> Dict[str, Any]:
         "max_epochs": int(config.max_epochs),
         "patience": int(config.early_stopping_patience),
         "log_every": int(config.epoch_log_every),
+        "threads": int(config.trainer_threads),
         "seed": int(config.seed),
         "code_version": code_version(),
     }

@@ -56,6 +56,24 @@ def count_records(file_patterns) -> int:
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
+def set_threads(threads: int) -> str:
+    """Ask TensorFlow for ``threads`` intra-op and inter-op threads (0: leave TF's default,
+    every core); say what is in effect. TF fixes its thread pools when its runtime starts,
+    so a process that already ran TensorFlow keeps what it has."""
+    if threads > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    intra = tf.config.threading.get_intra_op_parallelism_threads() or cores
+    inter = tf.config.threading.get_inter_op_parallelism_threads() or cores
+    kept = " (TensorFlow already started in this process)" if threads and (
+        intra, inter) != (threads, threads) else ""
+    return f"TF threads: {intra} intra-op, {inter} inter-op{kept}"
+
+
 def _dataset(file_pattern, data_accessor, tf_transform_output, spec, shuffle: bool,
              batch_size: int):
     return data_accessor.tf_dataset_factory(
@@ -180,6 +198,7 @@ class EpochSummary(tf_keras.callbacks.Callback):
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point; ``fn_args.custom_config`` is :func:`features.feature_spec`."""
     spec = fn_args.custom_config
+    threads = set_threads(spec.get("threads", 0))
     tf_keras.utils.set_random_seed(spec["seed"])
     tf.config.experimental.enable_op_determinism()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
@@ -187,8 +206,8 @@ def run_fn(fn_args: FnArgs) -> None:
     plan = training_plan(rows, spec["batch_size"])
     print(f"training on {rows} rows: batch size {plan['batch_size']} "
           f"({'configured' if spec['batch_size'] > 0 else 'derived'}), "
-          f"{plan['steps_per_epoch']} steps per epoch, up to {spec['max_epochs']} epochs",
-          flush=True)
+          f"{plan['steps_per_epoch']} steps per epoch, up to {spec['max_epochs']} epochs; "
+          f"{threads}", flush=True)
     train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, True,
                      plan["batch_size"])
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
