@@ -239,4 +239,5 @@ def test_trainer_threads_apply_at_tf_start_and_say_when_tf_had_started():
                           check=True, timeout=300)
     first, second = done.stdout.strip().splitlines()[-2:]
     assert first == "TF threads: 1 intra-op, 1 inter-op"
-    assert second == "TF threads: 1 intra-op, 1 inter-op (TensorFlow already started in this process)"
+    assert second == ("TF threads: 1 intra-op, 1 inter-op (TensorFlow already started in this "
+                      "process)")

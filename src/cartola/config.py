@@ -298,12 +298,10 @@ class Config:  # pylint: disable=too-many-instance-attributes
                               f"got {self.beam_mode!r}")
         if self.batch_size < 0:
             raise ConfigError(f"batch_size must be >= 0 (0: derived), got {self.batch_size}")
-        if self.beam_workers < 0:
-            raise ConfigError(f"beam_workers must be >= 0 (0: every core), got "
-                              f"{self.beam_workers}")
-        if self.trainer_threads < 0:
-            raise ConfigError(f"trainer_threads must be >= 0 (0: every core), got "
-                              f"{self.trainer_threads}")
+        for name in ("beam_workers", "trainer_threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0: every core), got "
+                                  f"{getattr(self, name)}")
         if self.epoch_log_every < 1:
             raise ConfigError(f"epoch_log_every must be >= 1, got {self.epoch_log_every}")
         if self.drift_action not in ("stop", "warn"):
