@@ -281,6 +281,20 @@ class Config:  # pylint: disable=too-many-instance-attributes
             raise ConfigError(f"metadata_uri scheme not supported: {self.metadata_uri!r}")
         return self
 
+    def _validate_scale(self) -> None:
+        """Beam mode and workers, Trainer batch, threads and progress lines."""
+        if self.beam_mode not in BEAM_MODES:
+            raise ConfigError("beam_mode must be 'auto', 'in_memory' or 'multi_processing', "
+                              f"got {self.beam_mode!r}")
+        if self.batch_size < 0:
+            raise ConfigError(f"batch_size must be >= 0 (0: derived), got {self.batch_size}")
+        for name in ("beam_workers", "trainer_threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0: every core), got "
+                                  f"{getattr(self, name)}")
+        if self.epoch_log_every < 1:
+            raise ConfigError(f"epoch_log_every must be >= 1, got {self.epoch_log_every}")
+
     def _validate_data_settings(self) -> None:
         """The CSV dialect, label share bounds and segment names."""
         if len(self.csv_delimiter) != 1 or self.csv_delimiter in ('"', "\n", "\r"):
@@ -293,17 +307,7 @@ class Config:  # pylint: disable=too-many-instance-attributes
         if self.train_spans < 1:
             raise ConfigError("train_spans must be >= 1")
         self._validate_source()
-        if self.beam_mode not in BEAM_MODES:
-            raise ConfigError("beam_mode must be 'auto', 'in_memory' or 'multi_processing', "
-                              f"got {self.beam_mode!r}")
-        if self.batch_size < 0:
-            raise ConfigError(f"batch_size must be >= 0 (0: derived), got {self.batch_size}")
-        for name in ("beam_workers", "trainer_threads"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0 (0: every core), got "
-                                  f"{getattr(self, name)}")
-        if self.epoch_log_every < 1:
-            raise ConfigError(f"epoch_log_every must be >= 1, got {self.epoch_log_every}")
+        self._validate_scale()
         if self.drift_action not in ("stop", "warn"):
             raise ConfigError(f"drift_action must be 'stop' or 'warn', got {self.drift_action!r}")
         if not 0.0 < self.drift_threshold <= 1.0 or not 0.0 < self.skew_threshold <= 1.0:
