@@ -112,3 +112,18 @@ def test_other_runners_and_partition_features_keep_the_beam_path():
     output.split_config.partition_feature_name = "id"
     props = {specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(output)}
     assert example_writer.unsupported(props, []) == "a partition feature"
+
+
+def test_each_split_is_written_in_a_seeded_random_order(tmp_path):
+    text = "id,label\n" + "".join(f"{i},{i % 2}\n" for i in range(3000))
+    orders = []
+    for name in ("first", "second"):
+        _run(tmp_path, name, text, beam=False)
+        files = tf.io.gfile.glob(f"{tmp_path / name}/out/Split-train/*")
+        assert [path.rsplit("/", 1)[-1] for path in files] == [example_writer.FILE_NAME]
+        orders.append([tf.train.Example.FromString(record.numpy()).features.feature["id"]
+                       .int64_list.value[0]
+                       for record in tf.data.TFRecordDataset(files, compression_type="GZIP")])
+    assert orders[0] == orders[1]  # the same input, the same files
+    assert orders[0] != sorted(orders[0])  # not the input's order
+    assert sum(a < b for a, b in zip(orders[0], orders[0][1:])) < 0.6 * len(orders[0])

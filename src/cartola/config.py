@@ -28,7 +28,7 @@ CONFIG_ENV = "CARTOLA_CONFIG"
 HOME_ENV = "CARTOLA_HOME"
 AIRFLOW_PROFILES = ("sqlite", "postgres", "celery")
 SOURCES = ("csv", "postgresql")
-BEAM_MODES = ("auto", "in_memory", "multi_processing")
+BEAM_MODES = ("auto", "in_memory", "multi_threading", "multi_processing")
 # Events cartola.monitoring.notify can send (config notify_on).
 NOTIFY_EVENTS = ("data_rejected", "drift_stop", "run_failed", "version_pushed", "monitor_alert")
 BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -284,8 +284,8 @@ class Config:  # pylint: disable=too-many-instance-attributes
     def _validate_scale(self) -> None:
         """Beam mode and workers, Trainer batch, threads and progress lines."""
         if self.beam_mode not in BEAM_MODES:
-            raise ConfigError("beam_mode must be 'auto', 'in_memory' or 'multi_processing', "
-                              f"got {self.beam_mode!r}")
+            raise ConfigError(f"beam_mode must be one of {', '.join(BEAM_MODES)}, got "
+                              f"{self.beam_mode!r}")
         if self.batch_size < 0:
             raise ConfigError(f"batch_size must be >= 0 (0: derived), got {self.batch_size}")
         for name in ("beam_workers", "trainer_threads"):

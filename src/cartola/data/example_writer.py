@@ -6,18 +6,22 @@ reshuffles and writes it one record at a time. Measured on the 2-CPU development
 1M rows, that tail cost ~250 s and ~6 GB of summed RSS under the DirectRunner's
 multi-processing mode (~490 s in memory), whatever read the rows. Here a reader yields batches
 of serialized examples and this module routes each record with TFX's own partition function
-(the same bucket for the same bytes, so splits are those TFX would write) straight into one
-gzipped TFRecord file per split: a few seconds at 1M rows, in one process, one batch in
-memory at a time. Runs that name another Beam runner (Flink, Spark, Dataflow) keep TFX's Beam
-path, which scales out; so do the settings this writer does not cover.
+(the same bucket for the same bytes, so splits are those TFX would write), shuffles each split
+through scratch files and writes it as one gzipped TFRecord file: one process, a batch or a
+scratch file in memory at a time. Runs that name another Beam runner (Flink, Spark,
+Dataflow) keep TFX's Beam path, which scales out; so do the settings this writer does not
+cover.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
+import tempfile
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
+import numpy as np
 import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor, utils, write_split
 from tfx.components.util import examples_utils
@@ -28,6 +32,7 @@ from tfx.utils import proto_utils
 # A reader: an input split's pattern -> batches of serialized tf.Examples.
 Reader = Callable[[str], Iterable[List[bytes]]]
 FILE_NAME = "data_tfrecord-00000-of-00001.gz"  # the name TFX's one-shard WriteSplit gives
+SHUFFLE_BUCKETS = 64  # scratch files per split: 1M rows hold ~4 MB of records each in memory
 _GZIP = tf.io.TFRecordOptions(compression_type="GZIP")
 
 
@@ -69,32 +74,71 @@ def _routed(batches: Iterable[List[bytes]], buckets: List[int],
         yield groups
 
 
+class _ShuffledSplit:
+    """One output split's records in a seeded random order, in bounded memory: scattered at
+    random over ``SHUFFLE_BUCKETS`` scratch files as they come, then each file, in random
+    order, shuffled in memory and written to the split's gzipped TFRecord file. TFX's Beam
+    path reshuffles before writing too; the Trainer's shuffle buffer is far smaller than a
+    span, so a file sorted by, say, the label would otherwise train in that order."""
+
+    def __init__(self, folder: str, seed: int):
+        local = "://" not in folder
+        self._scratch = tempfile.mkdtemp(prefix=".shuffle-", dir=folder if local else None)
+        self._files = [open(os.path.join(self._scratch, f"{index:03d}"), "wb")  # pylint: disable=consider-using-with
+                       for index in range(SHUFFLE_BUCKETS)]
+        self._rng = np.random.default_rng(seed)
+        self.count = 0
+
+    def add(self, records: List[bytes]) -> None:
+        """Scatter ``records`` over the scratch files."""
+        files = self._files
+        for record, target in zip(records, self._rng.integers(
+                0, SHUFFLE_BUCKETS, len(records)).tolist()):
+            files[target].write(len(record).to_bytes(4, "little") + record)
+        self.count += len(records)
+
+    def write(self, path: str) -> None:
+        """The shuffled records into ``path`` (gzipped TFRecord)."""
+        for handle in self._files:
+            handle.close()
+        with tf.io.TFRecordWriter(path, _GZIP) as writer:
+            for index in self._rng.permutation(SHUFFLE_BUCKETS).tolist():
+                with open(self._files[index].name, "rb") as handle:
+                    data = handle.read()
+                records, position = [], 0
+                while position < len(data):
+                    size = int.from_bytes(data[position:position + 4], "little")
+                    records.append(data[position + 4:position + 4 + size])
+                    position += 4 + size
+                for record in self._rng.permutation(len(records)).tolist():
+                    writer.write(records[record])
+
+    def discard(self) -> None:
+        """Remove the scratch files."""
+        for handle in self._files:
+            handle.close()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
 def write_examples(output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any],
                    read: Reader) -> Dict[str, int]:
     """Write the Examples artifact's splits from ``read``; return the rows per split.
 
     One input split hash-split into the output config's splits, or one output split per
-    input split, as TFX's ExampleGen does. The artifact gets TFX's split names, payload and
-    file format, plus ``row_count`` and ``split_row_counts``."""
+    input split, as TFX's ExampleGen does; each split's records in a seeded random order.
+    The artifact gets TFX's split names, payload and file format, plus ``row_count`` and
+    ``split_row_counts``."""
     input_config, output_config = _configs(exec_properties)
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
     names = utils.generate_output_split_names(input_config, output_config)
     examples.split_names = artifact_utils.encode_split_names(names)
-    writers = []
-    for name in names:
-        folder = artifact_utils.get_split_uri([examples], name)
-        tf.io.gfile.makedirs(folder)
-        writers.append(tf.io.TFRecordWriter(os.path.join(folder, FILE_NAME), _GZIP))
-    counts = [0] * len(names)
-
-    def write(target: int, records: List[bytes]) -> None:
-        append = writers[target].write
-        for record in records:
-            append(record)
-        counts[target] += len(records)
-
+    folders = [artifact_utils.get_split_uri([examples], name) for name in names]
+    splits: List[_ShuffledSplit] = []
     try:
+        for seed, folder in enumerate(folders):
+            tf.io.gfile.makedirs(folder)
+            splits.append(_ShuffledSplit(folder, seed))
         if output_config.split_config.splits:
             buckets, total = [], 0
             for split in output_config.split_config.splits:
@@ -103,17 +147,20 @@ def write_examples(output_dict: Dict[str, List[Any]], exec_properties: Dict[str,
             for groups in _routed(read(input_config.splits[0].pattern), buckets,
                                   output_config.split_config):
                 for target, records in enumerate(groups):
-                    write(target, records)
+                    splits[target].add(records)
         else:
             for target, split in enumerate(input_config.splits):
                 for batch in read(split.pattern):
-                    write(target, batch)
+                    splits[target].add(batch)
+        for split, folder in zip(splits, folders):
+            split.write(os.path.join(folder, FILE_NAME))
     finally:
-        for writer in writers:
-            writer.close()
-    _record(examples, exec_properties, dict(zip(names, counts)))
-    logging.info("ExampleGen wrote %s rows per split", dict(zip(names, counts)))
-    return dict(zip(names, counts))
+        for split in splits:
+            split.discard()
+    counts = {name: split.count for name, split in zip(names, splits)}
+    _record(examples, exec_properties, counts)
+    logging.info("ExampleGen wrote %s rows per split", counts)
+    return counts
 
 
 def _record(examples, exec_properties: Dict[str, Any], counts: Dict[str, int]) -> None:

@@ -55,7 +55,7 @@ def choose(config, size: Optional[int]) -> BeamChoice:
                f"beam_multi_processing_mb = {config.beam_multi_processing_mb:g}")
     else:
         why = f"beam_mode = {mode}"
-    count = workers(config.beam_workers) if mode == "multi_processing" else 1
+    count = workers(config.beam_workers) if mode != "in_memory" else 1
     return BeamChoice(
         [f"--direct_running_mode={mode}", f"--direct_num_workers={count}"] + extra,
         f"DirectRunner {mode.replace('_', '-')}, {count} worker{'s' if count > 1 else ''} "
