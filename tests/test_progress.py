@@ -53,3 +53,19 @@ def test_logger_records_drive_the_lines_and_info_noise_stays_hidden():
         "StatisticsGen started (0/2 done)", "StatisticsGen finished"]
     assert seen == ["ArtifactQuery.property_predicate is not supported."]
     assert logger.level == logging.WARNING and not logger.filters
+
+
+def test_lines_survive_tensorflow_silencing_absl_while_it_saves_a_model():
+    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    stream = io.StringIO()
+    before = absl_logging.get_verbosity()
+    with progress.component_progress(2, stream):
+        # What TensorFlow does around each SavedModel save (trackable children).
+        saved = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.FATAL)
+        absl_logging.set_verbosity(saved)
+        absl_logging.info(progress.STARTED, "Trainer")
+        absl_logging.info(progress.FINISHED, "Trainer")
+    assert [line.split("] ", 1)[1] for line in stream.getvalue().splitlines()] == [
+        "Trainer started (0/2 done)", "Trainer finished in 0.0 s (1/2 done)"]
+    assert absl_logging.get_verbosity() == before

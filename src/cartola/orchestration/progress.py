@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Callable, Iterator, Optional, TextIO
 
+from absl import logging as absl_logging
+
 # The messages TFX's LocalDagRunner logs around each node (absl, INFO level).
 STARTED = "Component %s is running."
 FINISHED = "Component %s is finished."
@@ -60,11 +62,19 @@ def component_progress(total: int, stream: Optional[TextIO] = None,
     """Print component progress lines to ``stream`` (stderr) while the block runs."""
     logger = logging.getLogger(logger_name)
     level, floor = logger.level, logger.getEffectiveLevel()
+    verbosity = absl_logging.get_verbosity()
     progress = ComponentProgress(total, stream or sys.stderr, floor)
     logger.addFilter(progress)
     logger.setLevel(min(floor, logging.INFO))
+    if logger_name == "absl":
+        # Through absl's verbosity flag too: TensorFlow silences absl while it saves a model
+        # and then restores the flag's value, which would otherwise drop INFO, and with it
+        # every progress line after Transform's first SavedModel.
+        absl_logging.set_verbosity(max(verbosity, absl_logging.INFO))
     try:
         yield progress
     finally:
+        if logger_name == "absl":
+            absl_logging.set_verbosity(verbosity)
         logger.setLevel(level)
         logger.removeFilter(progress)
