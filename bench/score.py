@@ -4,7 +4,8 @@ Builds ``--rows`` rows by repeating the configured data's latest span file, then
 one run, in batches of ``--batch-rows`` rows (the scoring chunk size):
 
 * (a) the full ``cartola score`` path: :func:`cartola.scoring.score_csv` with a
-  :class:`~cartola.scoring.LocalScorer`, CSV in -> CSV out in a temporary folder;
+  :class:`~cartola.scoring.LocalScorer`, CSV in -> CSV out in a temporary folder (plain
+  rows like these take its fast path: chunks parsed, checked and written with pyarrow);
 * (b) :meth:`ServedModel.predict_columns` on prebuilt checked columns (numpy, as (a) passes
   them): encode tf.Examples, call the signature;
 * (c) the bare signature on prebuilt serialized examples;

@@ -3,15 +3,18 @@ output (fake scorers), then the sample data with the pushed model (e2e)."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import random
 import re
+import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import SAMPLE_CSV
-from cartola import scoring, tools_cli
+from cartola import scoring, scoring_csv, tools_cli
 from cartola.serving.client import ServingError
 from cartola.serving.model import RawFeature
 
@@ -226,6 +229,92 @@ def test_http_scorer_sends_checked_columns_as_json_values():
         {"x": np.array([1.5, np.nan, 3.0]), "c": np.array(["ç", None, "b"], dtype=object)})
     assert probabilities.tolist() == [0.5] * 3
     assert sent == [{"x": [1.5, None, 3.0], "c": ["ç", None, "b"]}]
+
+
+class HashScorer:
+    """p from a hash of each row's values (a few rounding ties, some refusals); remembers the
+    columns it was given, as text."""
+
+    features = {**FEATURES, "y": RawFeature("y", "float", False),
+                "n": RawFeature("n", "int", True)}
+    description = "hash"
+
+    def __init__(self, refuse: bool):
+        self.refuse = refuse
+        self.calls = []
+
+    def predict(self, columns):
+        """A probability per row; every 11th hash refused when ``refuse``."""
+        self.calls.append({name: (values.dtype.str, repr(values.tolist()))
+                           for name, values in columns.items()})
+        rows = zip(*(values.tolist() for values in columns.values()))
+        hashes = [zlib.crc32(repr(row).encode()) for row in rows]
+        ties = (0.0078125, 0.0234375, 2.5e-6, 0.5, 1.0, 0.0, -0.0, 12.5)
+        probabilities = np.array([ties[h % 8] if h % 7 == 0 else h % 1_000_001 / 1e6
+                                  for h in hashes])
+        return probabilities, {i: f"refused {h % 3}" for i, h in enumerate(hashes)
+                               if self.refuse and h % 11 == 0}
+
+
+ODD_VALUES = ["", " 1", "NA", "null", "nan", "-0", "1e5", ".5", "+3", "1,5", "inf", "abc",
+              "12345678901234567", "0.30000000000000004", "2.5", "\xa01", "São", "a,b", " a"]
+ODD_LINES = ["", "\r", "   ", '"1",1,1,1,a,1,1,z', '7,1,"multi\nline",1,a,1,1,z', "8,1,1",
+             "9,1,1,1,a,1,1,z,extra", "10,1,1,1,\x00,1,1,z", "11,1,1,1,a,1,1,z\r",
+             "\ufeff12,1,1,1,a,1,1,z", "13|0,1,1,1,a,1,1,z",  # | becomes a comma
+             "14,1,0.30000000000000004,1,a,1,1,z"]
+
+
+def _messy_csv(rng: random.Random, rows: int, chaos: float, delimiter: str, odd) -> bytes:
+    """Mostly plain rows (id,pro_target,x,k,c,y,n,other) with numbers in the delimiter's
+    decimal style; at rate ``chaos``, a row with the next of ``odd`` (an odd value in the next
+    column, then an odd line, cycling through them)."""
+    lines = []
+    for i in range(rows):
+        values = [str(i), rng.choice("01"), f"{rng.uniform(-9, 9):.{rng.randint(0, 5)}f}",
+                  rng.choice(["", str(rng.randint(-50, 500))]), rng.choice(["a", "b", ""]),
+                  rng.choice(["", f"{rng.uniform(0, 99):.2f}"]), str(rng.randint(0, 9)), "z"]
+        if delimiter == ";":
+            values = [value.replace(".", ",") for value in values]
+        column, oddity = next(odd) if rng.random() < chaos else (None, "")
+        if column is not None:
+            values[column] = oddity
+        lines.append(oddity.replace(",", delimiter).replace("|", ",") if column is None and oddity
+                     else delimiter.join(values))
+    text = "id,pro_target,x,k,c,y,n,other\n".replace(",", delimiter) + "\n".join(lines)
+    text = rng.choice(["", "\ufeff"]) + text.replace("\n", rng.choice(["\n", "\r\n"]))
+    return text.encode("utf-8") + rng.choice([b"", b"\xff,1", b"\n"])
+
+
+def test_fast_path_writes_what_the_row_wise_path_writes(tmp_path, monkeypatch):
+    fast_chunks = []
+    parse = scoring_csv.FastParser.parse
+    monkeypatch.setattr(scoring_csv.FastParser, "parse", lambda *args: fast_chunks.append(
+        parse(*args)) or fast_chunks[-1])
+    rng = random.Random(7)
+    oddities = ([(column, value) for value in ODD_VALUES for column in range(8)]
+                + [(None, line) for line in ODD_LINES] * 4)
+    rng.shuffle(oddities)
+    odd = itertools.cycle(oddities)
+    source = tmp_path / "in.csv"
+    for case in range(60):
+        delimiter = ";" if case % 3 == 0 else ","
+        source.write_bytes(_messy_csv(rng, rng.choice([0, 1, 9, 10, 40, 40]),
+                                      rng.choice([0, 0.3, 0.6]), delimiter, odd))
+        settings = {"id_column": rng.choice(["id", "id", ""]),
+                    "chunk_rows": rng.choice([1, 1, 2, 3, 10]),
+                    "rule": rng.choice([scoring.SegmentRule("pro_target", 0.3, 0.6), None]),
+                    "delimiter": delimiter, "decimal": "," if delimiter == ";" else "."}
+        refuse = rng.random() < 0.2
+        results = []
+        for fast in (True, False):
+            scorer = HashScorer(refuse)
+            summary = scoring.score_csv(source, tmp_path / f"out{fast}.csv", scorer,
+                                        progress=False, fast=fast, **settings)
+            results.append((summary.output.read_bytes(), summary.rejects.read_bytes(),
+                            summary.rows, summary.scored, summary.rejected, summary.by_segment,
+                            repr(summary.probability_sum), scorer.calls))
+        assert results[0] == results[1], (case, settings, source.read_bytes())
+    assert sum(chunk is not None for chunk in fast_chunks) > 200
 
 
 @pytest.mark.e2e
