@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cartola.scoring_csv import (Chunk, CsvReadError, CsvRecords, FastChunk, csv_field,
-                                 format_probabilities, output_bytes)
+from cartola.scoring_csv import (ASCII_SPACE, FALSE_WORDS, TRUE_WORDS, Chunk, CsvReadError,
+                                 CsvRecords, FastChunk, csv_field, format_probabilities,
+                                 output_bytes)
 from cartola.serving.model import FLOAT32_MAX, RawFeature
 
 PROBABILITY_COLUMN = "probability"
@@ -46,7 +47,7 @@ LINE_COLUMN = "line"
 ALL_ROWS = "all"
 DEFAULT_CHUNK_ROWS = 20_000
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
-_TRUE, _FALSE = {"1", "1.0", "true"}, {"0", "0.0", "false"}
+_TRUE, _FALSE = set(TRUE_WORDS), set(FALSE_WORDS)
 
 
 class ScoringError(RuntimeError):
@@ -163,14 +164,11 @@ class HttpScorer:
                                             for name, values in columns.items()})
 
 
-_ASCII_SPACE = "".join(c for c in map(chr, range(128)) if c.isspace())
-
-
 def _stripped(column: pd.Series) -> pd.Series:
     """``column.str.strip()``; the column itself when no value has whitespace, which a few
     substring searches over the joined text tell far faster than stripping each value."""
     joined = "".join(column.to_numpy())
-    if joined.isascii() and not any(space in joined for space in _ASCII_SPACE):
+    if joined.isascii() and not any(space in joined for space in ASCII_SPACE):
         return column
     return column.str.strip()
 

@@ -21,12 +21,14 @@ from cartola.serving.model import RawFeature
 # Bytes that make a block unsafe for the fast parser: quoting, NUL (a csv.Error); CR only
 # where it does not end a line.
 _UNSAFE_BYTES = (b'"', b"\0")
-_ASCII_SPACES = tuple(bytes([c]) for c in range(128) if chr(c).isspace())
+ASCII_SPACE = "".join(c for c in map(chr, range(128)) if c.isspace())
+_ASCII_SPACES = tuple(space.encode() for space in ASCII_SPACE)
 # With at most 15 digits (and no exponent) a number is an exact integer over an exact power
 # of ten, so pandas' parser, Arrow's and Python's all give the correctly rounded double.
 _MAX_NUMBER_CHARS = 15
-_TRUE_WORDS = ["1", "1.0", "true"]
-_STATUS_WORDS = pa.array(_TRUE_WORDS + ["0", "0.0", "false"])  # as the row-wise path's sets
+# The status column's words, lower-cased: both paths read them from here.
+TRUE_WORDS, FALSE_WORDS = ("1", "1.0", "true"), ("0", "0.0", "false")
+_STATUS_WORDS = pa.array(TRUE_WORDS + FALSE_WORDS)
 _READ_BYTES = 1 << 22
 
 
@@ -193,7 +195,7 @@ class FastParser:
                 column[status_column], value_set=_STATUS_WORDS)
             if word.null_count:  # missing, or not one of the words
                 return None
-            is_pro = word.to_numpy() < len(_TRUE_WORDS)
+            is_pro = word.to_numpy() < len(TRUE_WORDS)
         if id_column:
             ids = column[id_column]
             raw, _ = _text(ids)

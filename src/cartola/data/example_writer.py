@@ -170,5 +170,10 @@ def _record(examples, exec_properties: Dict[str, Any], counts: Dict[str, int]) -
     file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
     if file_format:
         examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))
+    record_counts(examples, counts)
+
+
+def record_counts(examples, counts: Dict[str, int]) -> None:
+    """``row_count`` and ``split_row_counts`` on an Examples artifact."""
     examples.set_int_custom_property("row_count", sum(counts.values()))
     examples.set_string_custom_property("split_row_counts", json.dumps(counts))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
@@ -149,8 +148,7 @@ class Executor(BaseExampleGenExecutor):
             super().Do(input_dict, output_dict, exec_properties)
             counts = {split: _count(artifact_utils.get_split_uri([examples], split))
                       for split in artifact_utils.decode_split_names(examples.split_names)}
-            examples.set_int_custom_property("row_count", sum(counts.values()))
-            examples.set_string_custom_property("split_row_counts", json.dumps(counts))
+            example_writer.record_counts(examples, counts)
         if not sum(counts.values()):
             raise ValueError(f"query {input_config.splits[0].pattern!r} returned no row")
         examples.set_string_custom_property("query", input_config.splits[0].pattern)

@@ -26,6 +26,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
 from cartola.models import features
+from cartola.orchestration.beam import workers
 
 OUTPUT_KEY = "probability"
 
@@ -66,7 +67,7 @@ def set_threads(threads: int) -> str:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:
             pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = workers(0)
     intra = tf.config.threading.get_intra_op_parallelism_threads() or cores
     inter = tf.config.threading.get_inter_op_parallelism_threads() or cores
     kept = " (TensorFlow already started in this process)" if threads and (
