@@ -52,7 +52,8 @@ def test_new_data_set_through_init_run_and_score(tmp_path, capsys):
     from cartola.versions import model_versions  # pylint: disable=import-outside-toplevel
     data = spreadsheet_export(tmp_path / "data")
     target = tmp_path / "purchases"
-    assert main(["init", str(target), "--data", str(data.parent), "--label", "bought"]) == 0
+    assert main(["init", str(target), "--data", str(data.parent), "--label", "bought",
+                 "--name", "purchases"]) == 0
     printed = capsys.readouterr().out
     assert "left out: notes: empty in every row" in printed
     assert "left out: comment: 3,000 distinct strings" in printed
@@ -124,8 +125,19 @@ def _duplicated(folder: Path) -> str:
     return r"part1.csv:1: duplicated column name 'avg_3'"
 
 
+def _binary(folder: Path) -> str:
+    (folder / "part1.csv").write_bytes(np.random.default_rng(1).bytes(200_000))
+    return r"part1.csv: not a CSV text file"
+
+
+def _too_few_rows(folder: Path) -> str:
+    (folder / "part1.csv").write_text("".join(_sample_lines(21)), encoding="utf-8")
+    return r"part1.csv: 20 data rows; the pipeline needs at least 440 "
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("make", [_not_utf8, _short_rows, _spreadsheet, _reordered, _duplicated])
+@pytest.mark.parametrize("make", [_not_utf8, _short_rows, _spreadsheet, _reordered, _duplicated,
+                                  _binary, _too_few_rows])
 def test_malformed_file_exits_2_with_file_line_and_problem(pushed_project, tmp_path, make):
     """``cartola run`` as a user runs it, in its own process: exit 2, one line, no
     traceback, in seconds, and the served model untouched."""
@@ -160,3 +172,18 @@ def test_single_class_label_stops_at_validation(pushed_project, tmp_path):
                        match=r"label 'pro_target': a single class \(every example is 1\)"):
         run_local(config, str(tmp_path / "ones"))
     assert tree_digest(config.path(config.serving_dir)) == before
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_negative_count_is_a_schema_anomaly(pushed_project, tmp_path):
+    from cartola.errors import DataValidationError  # pylint: disable=import-outside-toplevel
+    from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
+    config, _ = pushed_project
+    frame = pd.read_csv(SAMPLE_CSV, nrows=3000)
+    frame.loc[frame.index[:40], "anos_como_pro"] = -3  # years as a PRO cannot be negative
+    (tmp_path / "negative").mkdir()
+    frame.to_csv(tmp_path / "negative" / "data.csv", index=False)
+    with pytest.raises(DataValidationError, match=r"feature 'anos_como_pro'.*"
+                                                  r"(OUT_OF_RANGE|out-of-range|below)"):
+        run_local(config, str(tmp_path / "negative"))

@@ -62,9 +62,24 @@ def test_shift_stops_naming_feature_measure_value_and_threshold(base):
     value = next(row["value"] for row in result["measurements"]
                  if row["kind"] == "drift" and row["feature"] == "x")
     assert value > 0.1
-    assert line == (f"[drift] feature 'x': Jensen-Shannon divergence {value:.4f} is above the "
-                    "threshold 0.1 (span 2026-11-23 against span 2026-11-16, the served "
-                    "model's training data)")
+    assert line.startswith(f"[drift] feature 'x': Jensen-Shannon divergence {value:.4f} is "
+                           "above the threshold 0.1 (span 2026-11-23 against span 2026-11-16, "
+                           "the served model's training data; floor 0.1; noise at ")
+
+
+def test_label_share_doubled_stops_naming_the_label(base):
+    train, eval_split, _, schema = base
+    rng = np.random.default_rng(9)
+    with_label = [_stats(_frame(seed).assign(y=(rng.random(4000) < share).astype(int)))
+                  for seed, share in ((1, 0.05), (2, 0.10), (3, 0.10))]
+    result = drift.check({"train": with_label[2], "eval": with_label[1],
+                          "baseline": with_label[0]}, schema,
+                         {**SETTINGS, "label": "y", "label_odds_ratio": 1.5}, "b", "a")
+    rows = {(row["kind"], row["feature"]): row for row in result["measurements"]}
+    assert rows[("drift", "y")]["failed"] and not rows[("skew", "y")]["failed"]
+    assert any(line.startswith("[drift] label 'y': positive share 0.1")
+               for line in result["problems"]), result["problems"]
+    del train, eval_split
 
 
 def test_categorical_drift_and_warn_mode(base):

@@ -122,10 +122,15 @@ class Config:  # pylint: disable=too-many-instance-attributes
 
     # Drift gate (cartola.validation.drift): Jensen-Shannon divergence of each model feature
     # between this span and the data the served model was trained on, and between this
-    # run's train and eval splits (skew), for features whose schema sets no comparator.
+    # run's train and eval splits (skew), for features whose schema sets no comparator. The
+    # thresholds are floors: a small span's threshold is raised to what random samples of
+    # its size reach. 0.02 is a normal feature moved by about a third of its standard
+    # deviation. The label stops the run when the odds of its positive share move past
+    # label_drift_odds_ratio, either way, beyond chance.
     # drift_action "stop" fails the run past a threshold; "warn" trains and reports it.
-    drift_threshold: float = 0.1
-    skew_threshold: float = 0.1
+    drift_threshold: float = 0.02
+    skew_threshold: float = 0.02
+    label_drift_odds_ratio: float = 1.5
     drift_action: str = "stop"
 
     # Model.
@@ -317,6 +322,9 @@ class Config:  # pylint: disable=too-many-instance-attributes
         self._validate_scale()
         if self.drift_action not in ("stop", "warn"):
             raise ConfigError(f"drift_action must be 'stop' or 'warn', got {self.drift_action!r}")
+        if self.label_drift_odds_ratio <= 1.0:
+            raise ConfigError(f"label_drift_odds_ratio must be > 1, got "
+                              f"{self.label_drift_odds_ratio}")
         if not 0.0 < self.drift_threshold <= 1.0 or not 0.0 < self.skew_threshold <= 1.0:
             raise ConfigError("drift_threshold and skew_threshold are Jensen-Shannon "
                               "divergences: choose values in (0, 1]")

@@ -30,6 +30,7 @@ from cartola.orchestration import beam
 from cartola.models import features
 from cartola.registry.baseline import (ServedModelStrategy, ServedStatisticsStrategy,
                                        SpanWindowStrategy)
+from cartola.validation.divergence import statistics_options
 from cartola.validation.drift import DriftGate
 
 PREPROCESSING_FN = "tfx_utils.preprocessing_fn"
@@ -133,7 +134,8 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
     spec = features.feature_spec(config)
 
     example_gen = _example_gen(config, data_dir, span)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                  stats_options=statistics_options())
     schema_gen = tfx.components.ImportSchemaGen(schema_file=str(frozen_schema(config)))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
@@ -158,7 +160,8 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
         baseline_examples=statistics_resolver.outputs["examples"],
         features=",".join(config.all_features), drift_threshold=config.drift_threshold,
         skew_threshold=config.skew_threshold, action=config.drift_action,
-        span_pattern=config.span_pattern)
+        span_pattern=config.span_pattern, label=config.label,
+        label_odds_ratio=config.label_drift_odds_ratio)
     # Every Examples artifact ExampleGen wrote; the strategy keeps this run's span and the
     # train_spans - 1 spans before it. Runs after ExampleGen, so this run's span is there.
     window = tfx.dsl.Resolver(

@@ -1,5 +1,6 @@
 """The run report's drift section: per model feature, this span's distribution against the
-served model's training data, with the Jensen-Shannon divergence and its threshold."""
+served model's training data, with the Jensen-Shannon divergence, its threshold and how the
+threshold was set (a floor, or the noise of samples that size); the label's odds ratio."""
 from __future__ import annotations
 
 import html
@@ -11,7 +12,7 @@ import numpy as np
 from cartola.config import Config
 from cartola.registry.runs import RunInfo
 from cartola.pages import figure_png, img, load_statistics, pyplot, table
-from cartola.validation.drift import load_result, stopped_dir
+from cartola.validation.drift import load_result, stopped_dir, threshold_note
 
 NODE = "DriftGate"
 KEY = "drift"
@@ -52,7 +53,8 @@ def plot_drift(result: Dict[str, Any]) -> Optional[bytes]:
         return None
     current = load_statistics(result["statistics"]).get("train")
     baseline = load_statistics(result["baseline_statistics"]).get("train")
-    rows = [row for row in result["measurements"] if row["kind"] == "drift"]
+    rows = [row for row in result["measurements"] if row["kind"] == "drift"
+            and row.get("measure", "Jensen-Shannon") == "Jensen-Shannon"]
     if current is None or baseline is None or not rows:
         return None
     return feature_panels(rows, [(baseline, f"span {result['baseline_span']} (served model)"),
@@ -81,7 +83,7 @@ def feature_panels(rows: List[Dict[str, Any]], sides: List[Tuple[Any, str]], tit
                 axis.set_xticks(range(len(edges)), edges, rotation=60, fontsize=6)
             else:
                 axis.stairs(shares, edges, label=label)
-        axis.set_title(f"{row['feature']}: JS {row['value']:.3f} (max {row['threshold']:g})",
+        axis.set_title(f"{row['feature']}: JS {row['value']:.3f} (max {row['threshold']:.3g})",
                        fontsize=9, color="#b00020" if row["failed"] else "black")
         axis.tick_params(labelsize=7)
     for axis in list(axes.flat)[len(rows):]:
@@ -115,8 +117,10 @@ def drift_section(config: Config, run: RunInfo, summary: Dict[str, Any],
     if result["problems"]:
         parts.append("<ul>" + "".join(f'<li class="bad">{html.escape(line)}</li>'
                                       for line in result["problems"]) + "</ul>")
-    parts.append(table(["kind", "feature", "divergence", "threshold", "past it"],
-                       [(row["kind"], row["feature"], row["value"], row["threshold"],
+    parts.append(table(["kind", "feature", "measure", "value", "threshold",
+                        "threshold set by", "past it"],
+                       [(row["kind"], row["feature"], row.get("measure", "Jensen-Shannon"),
+                         row["value"], row["threshold"], threshold_note(row),
                          "yes" if row["failed"] else "no") for row in result["measurements"]]))
     png = plot_drift(result)
     if png:
