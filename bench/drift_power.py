@@ -25,12 +25,12 @@ import argparse
 import os
 import sys
 import time
-import tomli as tomllib
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
 import pandas as pd
+import tomli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # pylint: disable=wrong-import-position
@@ -48,7 +48,7 @@ PLANTS = ("x5", "+0.5sd", "30% missing", "new top value", "label x2")
 
 def load_table(folder: Path) -> Tuple[pd.DataFrame, str, List[str]]:
     """(rows with a 0/1 label, label, model features) of one fetched table."""
-    about = tomllib.loads((folder / "dataset.toml").read_text(encoding="utf-8"))
+    about = tomli.loads((folder / "dataset.toml").read_text(encoding="utf-8"))
     frame = pd.read_csv(folder / "train" / "data.csv")
     label = about["label"]
     frame[label] = (frame[label].astype(str) == str(about["positive"])).astype(int)
@@ -135,7 +135,8 @@ def plant(frame: pd.DataFrame, kind: str, numeric: str, categorical: str, label:
     return resampled.reset_index(drop=True), label
 
 
-def bench_table(name: str, frame: pd.DataFrame, label: str, features: List[str],
+def bench_table(name: str, frame: pd.DataFrame,  # pylint: disable=too-many-locals
+                label: str, features: List[str],
                 splits: int, config: Config) -> Dict[str, object]:
     """False alarms and detections of each measure on one table."""
     rng = np.random.default_rng(0)
@@ -180,7 +181,7 @@ def bench_table(name: str, frame: pd.DataFrame, label: str, features: List[str],
             "examples": examples}
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> int:  # pylint: disable=too-many-locals
     """Run every table and print the table of false alarms and detections."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("datasets", type=Path, help="the folder fetch.py wrote")
@@ -212,10 +213,11 @@ def main(argv=None) -> int:
         for kind in PLANTS:
             hit, _ = found["detections"][kind]
             cells.append(f"{'n/a':^17}" if hit == "n/a" else
-                         f"{'yes' if hit['common'] else 'NO':^6} {'yes' if hit['tfdv'] else 'no':^4}"
-                         f" {'yes' if hit['union'] else 'no':^5}")
-        alarms = [f"{found[k]['common']:>4}/{args.splits} {found[k]['tfdv']:>2} {found[k]['union']:>4}"
-                  for k in ("skew", "drift")]
+                         f"{'yes' if hit['common'] else 'NO':^6} "
+                         f"{'yes' if hit['tfdv'] else 'no':^4} "
+                         f"{'yes' if hit['union'] else 'no':^5}")
+        alarms = [f"{found[k]['common']:>4}/{args.splits} {found[k]['tfdv']:>2} "
+                  f"{found[k]['union']:>4}" for k in ("skew", "drift")]
         print(f"{name:15} {found['rows']:>6} {found['features']:>4}  {alarms[0]:^20}  "
               f"{alarms[1]:^20}  " + "  ".join(cells)
               + f"   ({time.perf_counter() - started:.0f} s)", flush=True)

@@ -84,8 +84,8 @@ def test_planted_drift_stops_at_the_drift_gate(spans_home, cartola, monkeypatch)
     assert "drift-s3cr3t" not in out + err
     assert "drift gate stopped the run with 1 problem" in err
     assert ("[drift] feature 'avg_3': Jensen-Shannon divergence " in err
-            and "is above the threshold 0.1 (span 2026-11-23 against span 2026-11-16, the "
-                "served model's training data)" in err), err
+            and "is above the threshold 0.02 (span 2026-11-23 against span 2026-11-16, the "
+                "served model's training data; floor 0.02; noise at " in err), err
     assert "Traceback" not in err
     assert tree_digest(config.model_serving_dir) == serving
     assert _transforms(config) == transforms  # nothing trained

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from cartola.config import Config
+from cartola.data.labels import LabelCoding
 from cartola.evaluation import load_evaluation
 from cartola.orchestration import topology
 from cartola.registry.history import report_path
@@ -252,7 +253,9 @@ def _render(config: Config, summary: dict, sections: List[str]) -> str:
     title = f"{config.report_title or config.pipeline_name + ' run report'}: {summary['run_id']}"
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1>" + "".join(sections) + "</body></html>")
+            f"<h1>{html.escape(title)}</h1>"
+            f'<p class="muted">Scores are {html.escape(LabelCoding.from_config(config).scores())}.'
+            "</p>" + "".join(sections) + "</body></html>")
 
 
 # --------------------------------------------------------------------------------------------

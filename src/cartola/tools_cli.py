@@ -127,7 +127,9 @@ def _score(args: argparse.Namespace) -> int:
                                     delimiter=config.csv_delimiter, decimal=config.csv_decimal)
     except (scoring.ScoringError, ServingError, ModelLoadError, ValueError) as err:
         return fail(str(err))
-    print(f"scored with {scorer.description}")
+    from cartola.data.labels import LabelCoding  # pylint: disable=import-outside-toplevel
+    print(f"scored with {scorer.description}; scores are "
+          f"{LabelCoding.from_config(config).scores()}")
     print(summary.table())
     print(f"rejected rows: {summary.rejects}")
     return 1 if summary.rows and not summary.scored else 0

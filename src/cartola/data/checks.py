@@ -196,10 +196,10 @@ def compare_headers(first: Path, first_header: Sequence[str], path: Path,
 
 
 def check_input_dir(data_dir: Path, delimiter: str = ",", decimal: str = ".",
-                    label: Optional[LabelCoding] = None, min_rows: int = 0) -> List[Path]:
+                    label: Optional[LabelCoding] = None, fewest_rows: int = 0) -> List[Path]:
     """Check every ``*.csv`` file CsvExampleGen will read; return them, or raise
-    InputDataError naming the file, the line and the problem. ``min_rows``: the fewest rows
-    the folder may hold in all (see :func:`min_rows`)."""
+    InputDataError naming the file, the line and the problem. ``fewest_rows``: the rows the
+    folder must hold in all (see :func:`min_rows`)."""
     if not data_dir.is_dir():
         raise InputDataError(f"input folder not found: {data_dir}")
     files = sorted(data_dir.glob("*.csv"))
@@ -216,10 +216,10 @@ def check_input_dir(data_dir: Path, delimiter: str = ",", decimal: str = ".",
         problem = compare_headers(files[0], first_header, path, header)
         if problem:
             raise InputDataError(problem)
-    if total < min_rows:
+    if total < fewest_rows:
         where = files[0] if len(files) == 1 else data_dir
         raise InputDataError(f"{where}: {total:,} data rows; the pipeline needs at least "
-                             f"{min_rows:,} (its eval split must hold the schema's minimum "
+                             f"{fewest_rows:,} (its eval split must hold the schema's minimum "
                              "of examples per split)")
     return files
 
@@ -230,5 +230,5 @@ def min_rows(min_per_split: int, train_buckets: int, eval_buckets: int) -> int:
     split's spread."""
     if min_per_split <= 0:
         return 0
-    share = min(train_buckets, eval_buckets) / (train_buckets + eval_buckets)
-    return int(-(-min_per_split * 1.1 // share))
+    smaller, total = min(train_buckets, eval_buckets), train_buckets + eval_buckets
+    return -(-min_per_split * 11 * total // (10 * smaller))  # ceiling, in integers

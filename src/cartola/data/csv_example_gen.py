@@ -206,6 +206,18 @@ def _array(column: Sequence[str], kind: _Type) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array(offsets), data)
 
 
+def _column_kinds(files: List[str], names: List[str], delimiter: str, decimal: str,
+                  coded: Optional[Tuple[int, LabelCoding]]) -> List[_Type]:
+    """Each column's type over every file (TFX's rules and type hierarchy)."""
+    kinds = [_Type.UNKNOWN] * len(names)
+    for path in files:
+        for batch in _rows(path, len(names), delimiter):
+            for index, column in enumerate(_columns(batch, decimal, coded)):
+                if kinds[index] != _Type.STRING:
+                    kinds[index] = max(kinds[index], _column_type(set(column)))
+    return kinds
+
+
 def read_examples(pattern: str, delimiter: str, decimal: str,
                   label: Optional[LabelCoding] = None) -> Iterator[List[bytes]]:
     """Serialized tf.Examples of the files matching ``pattern``, in batches.
@@ -223,12 +235,7 @@ def read_examples(pattern: str, delimiter: str, decimal: str,
             raise RuntimeError(f"{path}: header differs from {files[0]}")
     coded = ((names.index(label.column), label)
              if label is not None and label.active and label.column in names else None)
-    kinds = [_Type.UNKNOWN] * len(names)
-    for path in files:
-        for batch in _rows(path, len(names), delimiter):
-            for index, column in enumerate(_columns(batch, decimal, coded)):
-                if kinds[index] != _Type.STRING:
-                    kinds[index] = max(kinds[index], _column_type(set(column)))
+    kinds = _column_kinds(files, names, delimiter, decimal, coded)
     typed = [index for index, kind in enumerate(kinds) if kind != _Type.UNKNOWN]
     empty = [names[index] for index, kind in enumerate(kinds) if kind == _Type.UNKNOWN]
     parse = tf.train.Example.FromString

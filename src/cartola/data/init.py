@@ -108,6 +108,21 @@ def read_frame(files: List[Path], delimiter: str, decimal: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def labelled_rows(files: List[Path], delimiter: str, decimal: str, label: str,
+                  positive: Optional[str]) -> Tuple[pd.DataFrame, LabelCoding]:
+    """The rows init reads (label as 1/0, rows without one dropped) and the label's coding."""
+    frame = read_frame(files, delimiter, decimal)
+    if label not in frame.columns:
+        raise InputDataError(f"label {label!r} is not a column of {files[0]}; columns: "
+                             f"{sorted(frame.columns)}")
+    coding = label_coding(frame[label], label, positive)
+    if coding.active:
+        frame[label] = frame[label].astype(str).map(coding.encode).replace("", None)
+    frame = frame[frame[label].notna()].copy()
+    frame[label] = frame[label].astype(int)
+    return frame, coding
+
+
 def label_coding(values: pd.Series, label: str,
                  positive: Optional[str] = None) -> LabelCoding:
     """How the label column becomes 1/0: as written when it holds 0 and 1; else the
@@ -196,19 +211,27 @@ def propose(statistics, label: str, id_column: Optional[str] = None,
             numeric.append(name)
         else:
             categorical.append(name)
-    leaked = {}
-    if frame is not None and label in frame:
-        leaked = columns_leaks(frame, frame[label].to_numpy(), numeric + categorical)
-        for name, auc in leaked.items():
-            if name in keep:
-                continue
-            (numeric if name in numeric else categorical).remove(name)
-            notes.append(f"{name}: alone it ranks the label with AUC {auc:.3f} (>= "
-                         f"{LEAK_AUC}): a probable leak (computed from the label, or recorded "
-                         f"after it); --keep {name} keeps it")
+    leaked = _leave_out_leaks(frame, label, numeric, categorical, notes, keep)
     return {"label": label, "id_column": id_column, "numeric_features": numeric,
             "categorical_features": categorical, "notes": notes, "leaks": leaked,
             "empty": [name for name, kind in kinds.items() if kind == "empty"]}
+
+
+def _leave_out_leaks(frame: Optional[pd.DataFrame], label: str, numeric: List[str],
+                     categorical: List[str], notes: List[str],
+                     keep: Sequence[str]) -> Dict[str, float]:
+    """Probable leaks among the features, taken out of them (unless kept) with a note."""
+    if frame is None or label not in frame:
+        return {}
+    leaked = columns_leaks(frame, frame[label].to_numpy(), numeric + categorical)
+    for name, auc in leaked.items():
+        if name in keep:
+            continue
+        (numeric if name in numeric else categorical).remove(name)
+        notes.append(f"{name}: alone it ranks the label with AUC {auc:.3f} (>= {LEAK_AUC}): a "
+                     f"probable leak (computed from the label, or recorded after it); "
+                     f"--keep {name} keeps it")
+    return leaked
 
 
 def _left_out(name: str, kind: str, stats, total: int, frame: Optional[pd.DataFrame],
@@ -303,6 +326,15 @@ def default_name(data_dir: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", folder.name).strip("_").lower() or "tabular"
 
 
+def _outputs(target: Path, force: bool) -> Tuple[Path, Path]:
+    """The config and schema paths under ``target``, refused when present unless forced."""
+    paths = target / "config.toml", target / "schema.pbtxt"
+    existing = [path for path in paths if path.exists()]
+    if existing and not force:
+        raise InputDataError(f"{existing[0]} exists; pass --force to replace it")
+    return paths
+
+
 def init_dataset(target: Path, data_dir: Path, label: str, id_column: Optional[str] = None,
                  force: bool = False, **choices) -> Tuple[Path, Path, Dict[str, object]]:
     """Write ``target/config.toml`` and ``target/schema.pbtxt``; returns their paths and the
@@ -312,23 +344,13 @@ def init_dataset(target: Path, data_dir: Path, label: str, id_column: Optional[s
     import tensorflow_data_validation as tfdv
 
     from cartola.schema import curate
-    target, data_dir = target.expanduser().resolve(), data_dir.expanduser().resolve()
-    config_path, schema_path = target / "config.toml", target / "schema.pbtxt"
-    existing = [str(p) for p in (config_path, schema_path) if p.exists()]
-    if existing and not force:
-        raise InputDataError(f"{existing[0]} exists; pass --force to replace it")
-    data_root, files = data_files(data_dir)
+    target = target.expanduser().resolve()
+    config_path, schema_path = _outputs(target, force)
+    data_root, files = data_files(data_dir.expanduser().resolve())
     delimiter, decimal = sniff_dialect(files[0])
     checks.check_input_dir(files[0].parent, delimiter, decimal)
-    frame = read_frame(files, delimiter, decimal)
-    if label not in frame.columns:
-        raise InputDataError(f"label {label!r} is not a column of {files[0]}; columns: "
-                             f"{sorted(frame.columns)}")
-    coding = label_coding(frame[label], label, choices.get("positive_label"))
-    if coding.active:
-        frame[label] = frame[label].astype(str).map(coding.encode).replace("", None)
-    frame = frame[frame[label].notna()]
-    frame[label] = frame[label].astype(int)
+    frame, coding = labelled_rows(files, delimiter, decimal, label,
+                                  choices.get("positive_label"))
     statistics = _statistics(files[0].parent, files, delimiter, decimal, coding)
     proposal = propose(statistics, label, id_column, frame, choices.get("exclude", ()),
                        choices.get("keep", ()))

@@ -55,6 +55,12 @@ class LabelCoding:
             return ""
         return "1" if value == self.positive else "0"
 
+    def scores(self) -> str:
+        """What a score is, in words: the probability of the positive value."""
+        if self.active:
+            return f"the probability that {self.column} is {self.positive!r}"
+        return f"the probability that {self.column} is 1"
+
     def encode_column(self, column: Sequence[str]) -> list:
         """A whole column encoded (distinct values mapped once)."""
         mapping = {value: self.encode(value) for value in set(column)}

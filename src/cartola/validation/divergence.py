@@ -87,7 +87,7 @@ def cdf(buckets: Sequence[Bucket], points: np.ndarray) -> np.ndarray:
 
 def _quantiles(buckets: Sequence[Bucket], shares: np.ndarray) -> np.ndarray:
     """The values below which ``shares`` of the examples lie (inverse of :func:`cdf`)."""
-    cells = np.array([(low, high, count) for low, high, count in buckets], dtype=float)
+    cells = np.array(list(buckets), dtype=float)
     cumulative = np.concatenate([[0.0], np.cumsum(cells[:, 2])]) / max(cells[:, 2].sum(), 1.0)
     found = []
     for share in shares:
@@ -121,20 +121,22 @@ def numeric_cells(reference, current, name: str) -> Optional[Tuple[np.ndarray, n
         counts = [np.array([present - num.mean * present, num.mean * present, missing])
                   for num, present, missing in sides]
         return counts[0], counts[1], "0/1 values"
-    ref_buckets, cur_buckets = quantile_buckets(reference, name), quantile_buckets(current, name)
-    if not ref_buckets or not cur_buckets:
-        edges = np.array([])
-    else:
-        edges = np.unique(_quantiles(ref_buckets, DECILES))
-    counts = []
-    for (_, present, missing), buckets in zip(sides, (ref_buckets, cur_buckets)):
-        below = cdf(buckets, edges) if buckets else np.zeros(len(edges))
-        shares = np.diff(np.concatenate([[0.0], below, [1.0]])) if present else np.zeros(
-            len(edges) + 1)
-        counts.append(np.append(shares * present, missing))
+    histograms = [quantile_buckets(reference, name), quantile_buckets(current, name)]
+    edges = (np.unique(_quantiles(histograms[0], DECILES)) if all(histograms)
+             else np.array([]))
+    counts = [_cell_counts(buckets, edges, present, missing)
+              for (_, present, missing), buckets in zip(sides, histograms)]
     basis = ("the served data's deciles" if len(edges) >= 9
              else f"{len(edges) + 1} cells: tied values")
     return counts[0], counts[1], basis
+
+
+def _cell_counts(buckets, edges: np.ndarray, present: float, missing: float) -> np.ndarray:
+    """Examples per cell between ``edges`` (from a quantiles histogram), then missing."""
+    below = cdf(buckets, edges) if buckets else np.zeros(len(edges))
+    shares = (np.diff(np.concatenate([[0.0], below, [1.0]])) if present
+              else np.zeros(len(edges) + 1))
+    return np.append(shares * present, missing)
 
 
 def categorical_cells(reference, current, name: str) -> Optional[Tuple[np.ndarray,
@@ -209,7 +211,7 @@ def label_shift(reference, current, label: str, max_odds_ratio: float,
             return None
         num = found.num_stats
         shares.append((num.mean, num.common_stats.num_non_missing))
-    (p1, n1), (p2, n2) = shares
+    (p1, n1), (p2, n2) = shares[0], shares[1]
     if min(n1, n2) == 0:
         return None
     eps = 0.5 / max(n1, n2)

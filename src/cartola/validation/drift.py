@@ -126,7 +126,7 @@ def _train_eval(statistics: types.Artifact):
 
 
 @component
-def DriftGate(  # pylint: disable=invalid-name,too-many-arguments,too-many-positional-arguments
+def DriftGate(  # pylint: disable=invalid-name,too-many-arguments,too-many-positional-arguments,too-many-locals
         statistics: InputArtifact[standard_artifacts.ExampleStatistics],
         schema: InputArtifact[standard_artifacts.Schema],
         examples: InputArtifact[standard_artifacts.Examples],
