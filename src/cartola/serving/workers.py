@@ -1,0 +1,145 @@
+"""Several uvicorn worker processes on one socket, each loading and hot-swapping the model.
+
+One Python process scores on one core (the GIL: JSON, checks and tf.Example building hold it),
+so ``cartola serve --workers N`` runs uvicorn's own supervisor: the socket is bound here, N
+spawned workers accept from it, each builds the app with :func:`worker_app` (its own model
+registry and watcher, request log file and load-shedding bound), and a worker that dies is
+replaced. Settings reach the workers as JSON in ``$CARTOLA_SERVING_WORKER`` (never the token:
+each worker reads ``$CARTOLA_SERVING_TOKEN`` or the token file itself); Prometheus values in
+a temporary ``$PROMETHEUS_MULTIPROC_DIR`` that any worker's ``/metrics`` sums
+(:mod:`cartola.serving.metrics`).
+
+On SIGTERM or SIGINT the supervisor closes its copy of the socket and signals the workers;
+each stops accepting, lets its running requests finish (uvicorn's graceful shutdown, 10 s at
+most), then closes its request log.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from cartola.serving.metrics import MULTIPROC_ENV
+
+LOG = logging.getLogger("cartola.serving")
+SETTINGS_ENV = "CARTOLA_SERVING_WORKER"
+
+
+def cores() -> int:
+    """Cores this process may run on (the default number of workers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class _Lifespan:  # pylint: disable=too-few-public-methods
+    """ASGI lifespan around the app: ``on_stop`` runs once uvicorn has let the running
+    requests finish, so the request log closes with every answered row in it."""
+
+    def __init__(self, app, on_stop):
+        self.app = app
+        self.on_stop = on_stop
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.on_stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def worker_app():
+    """The app of one worker process (uvicorn's factory), from ``$CARTOLA_SERVING_WORKER``."""
+    # pylint: disable=import-outside-toplevel
+    from cartola.config import load_config
+    from cartola.monitoring.request_log import RequestLogger
+    from cartola.serving.app import create_app
+    from cartola.serving.core import ModelRegistry
+    from cartola.serving.guards import read_token
+    from cartola.serving.metrics import ServingMetrics
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
+    settings = json.loads(os.environ[SETTINGS_ENV])
+    config = load_config(settings["config"])
+    metrics = ServingMetrics()
+    registry = ModelRegistry(Path(settings["model_dir"]), settings["model_name"],
+                             settings["poll_seconds"], observer=metrics)
+    registry.refresh()
+    log = settings["request_log"]
+    request_log = None if log is None else RequestLogger.from_config(
+        config, settings["model_name"], log["sample"], log["dir"], metrics)
+    app = create_app(registry, settings["max_body_bytes"], settings["max_instances"], metrics,
+                     request_log, token=read_token(settings["token_file"]),
+                     max_inflight=settings["max_inflight"])
+    registry.start()
+    current = registry.current
+    print(f"worker [{os.getpid()}] ready: "
+          f"{f'version {current.version}' if current else 'no version yet'}", flush=True)
+
+    def stop():
+        registry.stop()
+        if request_log is not None:
+            request_log.close()
+
+    return _Lifespan(app, stop)
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, but a stop first closes this process's copy of the socket, so
+    once the workers have closed theirs new connections are refused at once rather than
+    queued in a backlog nobody accepts from."""
+
+    def _close_sockets(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+    def handle_term(self) -> None:
+        self._close_sockets()
+        super().handle_term()
+
+    def handle_int(self) -> None:
+        self._close_sockets()
+        super().handle_int()
+
+
+def serve_workers(settings: Dict[str, Any], sock, workers: int,
+                  options: Dict[str, Any], announce: Optional[str] = None) -> int:
+    """Run ``workers`` worker processes on the bound ``sock`` until SIGTERM/SIGINT.
+
+    ``settings``: what :func:`worker_app` reads (model folder and name, limits, token file,
+    request log); ``options``: uvicorn's (:func:`cartola.serving.app.uvicorn_options`).
+    """
+    metrics_dir = tempfile.mkdtemp(prefix="cartola-metrics-")
+    saved = {name: os.environ.get(name) for name in (SETTINGS_ENV, MULTIPROC_ENV)}
+    os.environ[SETTINGS_ENV] = json.dumps(settings)
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    config = uvicorn.Config("cartola.serving.workers:worker_app", factory=True,
+                            workers=workers, **dict(options, lifespan="on"))
+    try:
+        supervisor = _Supervisor(config, sockets=[sock])
+        if announce:
+            print(announce, flush=True)
+        supervisor.run()
+    finally:
+        sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return 0
