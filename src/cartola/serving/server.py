@@ -2,10 +2,11 @@
 
 The command line of ``cartola serve`` and ``python -m cartola.serving.server``: loads the
 served version (:mod:`cartola.serving.core`), serves the HTTP API of :mod:`cartola.serving.app`
-under uvicorn, in this process or in ``--workers`` processes (:mod:`cartola.serving.workers`),
-and on SIGTERM or Ctrl-C stops gracefully: running requests finish, the version watcher stops
-and the request log closes, so its open file is renamed complete. Beyond loopback it refuses
-to start without a bearer token (:mod:`cartola.serving.guards`).
+under uvicorn in ``--workers`` processes (:mod:`cartola.serving.workers`; one per core by
+default, each with the model loaded), and on SIGTERM or Ctrl-C stops gracefully: it drains,
+running requests finish, the version watchers stop and the request logs close, so their open
+files are renamed complete. Beyond loopback it refuses to start without a bearer token
+(:mod:`cartola.serving.guards`).
 This module imports FastAPI, uvicorn and TensorFlow only when serving starts, so
 ``cartola --help`` stays fast.
 """
@@ -13,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from cartola.serving.core import (DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES,
                                   DEFAULT_POLL_SECONDS, DEFAULT_PORT)
-
-LOG = logging.getLogger("cartola.serving")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,11 +109,8 @@ def serve(args: argparse.Namespace, model_dir: Path, model_name: str, config=Non
     max_inflight = _choose(getattr(args, "max_inflight", None), config.serving_max_inflight)
     if workers < 0 or max_inflight < 0:
         raise ServeError("--workers and --max-inflight must be >= 0")
-    if workers > 1:
-        return _serve_workers(args, model_dir, model_name, workers, {
-            "token_file": token_file, "max_inflight": max_inflight, "ssl": ssl})
-    return _serve_here(args, model_dir, model_name, config,
-                       {"token": token, "max_inflight": max_inflight, "ssl": ssl})
+    return _serve_workers(args, model_dir, model_name, workers, {
+        "token_file": token_file, "max_inflight": max_inflight, "ssl": ssl})
 
 
 def _request_log_settings(args: argparse.Namespace) -> Optional[dict]:
@@ -140,49 +135,6 @@ def _serve_workers(args, model_dir: Path, model_name: str, workers: int, guard: 
     return serve_workers(settings, sock, workers, uvicorn_options(guard["ssl"]),
                          f"serving model {model_name} from {model_dir} with {workers} workers; "
                          f"listening on {url} (try {url}/v1/models/{model_name})")
-
-
-def _serve_here(args, model_dir: Path, model_name: str, config, guard: dict) -> int:
-    # pylint: disable=import-outside-toplevel
-    from cartola.monitoring.request_log import RequestLogger
-    from cartola.serving.app import ModelHTTPServer, create_app
-    from cartola.serving.core import ModelRegistry
-    from cartola.serving.metrics import ServingMetrics
-    metrics = ServingMetrics()
-    registry = ModelRegistry(model_dir, model_name, args.poll_seconds, observer=metrics)
-    registry.refresh()
-    if registry.current is None:
-        LOG.warning("no loadable version under %s yet; waiting for one", model_dir)
-    request_log = None if getattr(args, "no_request_log", False) else (
-        RequestLogger.from_config(config, model_name, getattr(args, "request_log_sample", None),
-                                  getattr(args, "request_log_dir", None), metrics))
-    app = create_app(registry, args.max_body_bytes, args.max_instances, metrics, request_log,
-                     token=guard["token"], max_inflight=guard["max_inflight"])
-    try:
-        server = ModelHTTPServer(app, args.host, args.port, guard["ssl"])
-    except OSError:
-        if request_log is not None:
-            request_log.close()
-        raise
-    if request_log is not None:
-        print(f"logging {request_log.sample:.0%} of scored rows to {request_log.folder}",
-              flush=True)
-    # uvicorn handles SIGINT/SIGTERM while it serves, then raises the signal again once it has
-    # stopped; these handlers make that (and a signal just before it starts) a plain stop, so
-    # the cleanup below runs instead of the default SIGTERM action killing the process.
-    previous = {sig: signal.signal(sig, lambda *_: server.shutdown())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"serving model {model_name} from {model_dir}; listening on {server.url} "
-          f"(try {server.url}/v1/models/{model_name})", flush=True)
-    registry.start()
-    try:
-        server.serve_forever()
-    finally:
-        registry.stop()
-        server.server_close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:

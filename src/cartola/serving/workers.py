@@ -9,17 +9,22 @@ each worker reads ``$CARTOLA_SERVING_TOKEN`` or the token file itself); Promethe
 a temporary ``$PROMETHEUS_MULTIPROC_DIR`` that any worker's ``/metrics`` sums
 (:mod:`cartola.serving.metrics`).
 
-On SIGTERM or SIGINT the supervisor closes its copy of the socket and signals the workers;
-each stops accepting, lets its running requests finish (uvicorn's graceful shutdown, 10 s at
-most), then closes its request log.
+On SIGTERM the supervisor closes its copy of the socket and signals the workers. Each one
+drains before uvicorn's graceful shutdown: it stops accepting at once (new connections are
+refused), and for :data:`DRAIN_SECONDS` answers what arrives on its open keep-alive
+connections with ``Connection: close``, so a client never has a request on a connection the
+server then drops; then running requests finish (10 s at most) and the request log closes.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -30,6 +35,7 @@ from cartola.serving.metrics import MULTIPROC_ENV
 
 LOG = logging.getLogger("cartola.serving")
 SETTINGS_ENV = "CARTOLA_SERVING_WORKER"
+DRAIN_SECONDS = 1.0
 
 
 def cores() -> int:
@@ -40,21 +46,57 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-class _Lifespan:  # pylint: disable=too-few-public-methods
-    """ASGI lifespan around the app: ``on_stop`` runs once uvicorn has let the running
-    requests finish, so the request log closes with every answered row in it."""
+class _Worker:
+    """ASGI wrapper of one worker's app: drains on SIGTERM (installed at lifespan startup,
+    over uvicorn's own handler, which it calls once the drain is over), and runs ``on_stop``
+    at lifespan shutdown, once uvicorn has let the running requests finish, so the request
+    log closes with every answered row in it."""
 
     def __init__(self, app, on_stop):
         self.app = app
         self.on_stop = on_stop
+        self.draining = False
+
+    def _install_drain(self) -> None:
+        previous = signal.getsignal(signal.SIGTERM)
+        owner = getattr(previous, "__self__", None)  # uvicorn.Server.handle_exit
+        if not isinstance(owner, uvicorn.Server):
+            return  # not uvicorn's main-thread handler: leave signals alone
+        loop = asyncio.get_running_loop()
+
+        def stop_accepting():
+            for listener in owner.servers:
+                listener.close()
+
+        def drain(sig, frame):
+            if self.draining:
+                previous(sig, frame)
+                return
+            self.draining = True
+            loop.call_soon_threadsafe(stop_accepting)
+            timer = threading.Timer(DRAIN_SECONDS, previous, (sig, frame))
+            timer.daemon = True
+            timer.start()
+
+        signal.signal(signal.SIGTERM, drain)
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            async def send_closing(message):
+                if self.draining and message["type"] == "http.response.start":
+                    message = dict(message, headers=[
+                        *message.get("headers", []), (b"connection", b"close")])
+                await send(message)
+
+            await self.app(scope, receive, send_closing)
+            return
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._install_drain()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.on_stop()
@@ -95,7 +137,7 @@ def worker_app():
         if request_log is not None:
             request_log.close()
 
-    return _Lifespan(app, stop)
+    return _Worker(app, stop)
 
 
 class _Supervisor(Multiprocess):
