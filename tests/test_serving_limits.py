@@ -307,7 +307,7 @@ def real_model(pushed_project, tmp_path_factory):
 
 def _workers(proc):
     return [child.pid for child in psutil.Process(proc.pid).children()
-            if "multiprocessing" in " ".join(child.cmdline())]
+            if "spawn_main" in " ".join(child.cmdline())]
 
 
 @pytest.mark.e2e

@@ -11,9 +11,10 @@ a temporary ``$PROMETHEUS_MULTIPROC_DIR`` that any worker's ``/metrics`` sums
 
 On SIGTERM the supervisor closes its copy of the socket and signals the workers. Each one
 drains before uvicorn's graceful shutdown: it stops accepting at once (new connections are
-refused), and for :data:`DRAIN_SECONDS` answers what arrives on its open keep-alive
-connections with ``Connection: close``, so a client never has a request on a connection the
-server then drops; then running requests finish (10 s at most) and the request log closes.
+refused), and until :data:`DRAIN_SECONDS` have passed answers what arrives on its open
+keep-alive connections with ``Connection: close`` (from 0.3 s on, once every worker has
+stopped accepting), so a client never has a request on a connection the server then drops;
+then running requests finish (10 s at most) and the request log closes.
 """
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ from cartola.serving.metrics import MULTIPROC_ENV
 LOG = logging.getLogger("cartola.serving")
 SETTINGS_ENV = "CARTOLA_SERVING_WORKER"
 DRAIN_SECONDS = 1.0
+# Connection: close only once every worker has stopped accepting: a client that reconnected
+# earlier would land in the shared backlog, which the kernel resets when the last listener
+# closes.
+_CLOSE_AFTER_SECONDS = 0.3
 
 
 def cores() -> int:
@@ -55,7 +60,8 @@ class _Worker:
     def __init__(self, app, on_stop):
         self.app = app
         self.on_stop = on_stop
-        self.draining = False
+        self.draining = False  # SIGTERM seen: no new connections
+        self.closing = False  # answers carry Connection: close
 
     def _install_drain(self) -> None:
         previous = signal.getsignal(signal.SIGTERM)
@@ -72,18 +78,21 @@ class _Worker:
             if self.draining:
                 previous(sig, frame)
                 return
-            self.draining = True
             loop.call_soon_threadsafe(stop_accepting)
-            timer = threading.Timer(DRAIN_SECONDS, previous, (sig, frame))
-            timer.daemon = True
-            timer.start()
+            for delay, action, action_args in (
+                    (_CLOSE_AFTER_SECONDS, setattr, (self, "closing", True)),
+                    (DRAIN_SECONDS, previous, (sig, frame))):
+                timer = threading.Timer(delay, action, action_args)
+                timer.daemon = True
+                timer.start()
+            self.draining = True
 
         signal.signal(signal.SIGTERM, drain)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             async def send_closing(message):
-                if self.draining and message["type"] == "http.response.start":
+                if self.closing and message["type"] == "http.response.start":
                     message = dict(message, headers=[
                         *message.get("headers", []), (b"connection", b"close")])
                 await send(message)
