@@ -109,7 +109,7 @@ def serve(args: argparse.Namespace, model_dir: Path, model_name: str, config=Non
     max_inflight = _choose(getattr(args, "max_inflight", None), config.serving_max_inflight)
     if workers < 0 or max_inflight < 0:
         raise ServeError("--workers and --max-inflight must be >= 0")
-    return _serve_workers(args, model_dir, model_name, workers, {
+    return _serve_workers(args, model_dir, model_name, config, workers, {
         "token_file": token_file, "max_inflight": max_inflight, "ssl": ssl})
 
 
@@ -120,7 +120,8 @@ def _request_log_settings(args: argparse.Namespace) -> Optional[dict]:
             "dir": getattr(args, "request_log_dir", None)}
 
 
-def _serve_workers(args, model_dir: Path, model_name: str, workers: int, guard: dict) -> int:
+def _serve_workers(args, model_dir: Path, model_name: str, config, workers: int,
+                   guard: dict) -> int:
     # pylint: disable=import-outside-toplevel
     from cartola.serving.app import bind, uvicorn_options
     from cartola.serving.workers import serve_workers
@@ -129,6 +130,15 @@ def _serve_workers(args, model_dir: Path, model_name: str, workers: int, guard: 
                 "max_body_bytes": args.max_body_bytes, "max_instances": args.max_instances,
                 "max_inflight": guard["max_inflight"], "token_file": guard["token_file"],
                 "request_log": _request_log_settings(args)}
+    if settings["request_log"] is not None:  # an unwritable folder: one line, before workers
+        from cartola.monitoring.request_log import RequestLogger
+        log = settings["request_log"]
+        try:
+            probe = RequestLogger.from_config(config, model_name, log["sample"], log["dir"])
+        except OSError as err:
+            raise ServeError(f"request log folder: {err}") from None
+        if probe is not None:
+            probe.close()
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url = f"{'https' if guard['ssl'] else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
