@@ -166,8 +166,7 @@ def _rows(config, count: int) -> List[dict]:
              for k, v in record.items()} for record in frame.to_dict("records")]
 
 
-def main() -> int:
-    """Run the bench (or, with ``--generate``, one level of load) and print the tables."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--model-dir", help="folder of versions (default: config serving dir)")
     parser.add_argument("--workers", type=int, help="the N to compare with 1 (default: cores)")
@@ -181,7 +180,12 @@ def main() -> int:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--body", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    """Run the bench (or, with ``--generate``, one level of load) and print the tables."""
+    args = _parser().parse_args()
     if args.generate:
         args.clients = int(args.clients)
         return generate(args)
