@@ -74,7 +74,7 @@ def _start_server(model_dir: Path, name: str,
     """A server subprocess logging every row to ``log_dir``/<name>, or nothing."""
     command = [sys.executable, "-m", "cartola.serving.server", "--model-dir", str(model_dir),
                "--model-name", name, "--host", "127.0.0.1", "--port", "0",
-               "--poll-seconds", "60"]
+               "--poll-seconds", "60", "--workers", "1"]
     command += (["--request-log-dir", str(log_dir), "--request-log-sample", "1"] if log_dir
                 else ["--no-request-log"])
     # Not a `with` block: the caller stops the server when the measurements are done.

@@ -233,18 +233,18 @@ def test_bad_requests_get_an_error_message(tmp_path, path, body, status, message
         assert http(server, "POST", f"/v1/models/{NAME}:predict", {"instances": [ROW]})[0] == 200
 
 
-def test_bad_json_and_oversized_body_get_400_and_the_server_goes_on(tmp_path):
+def test_bad_json_gets_400_an_oversized_body_413_and_the_server_goes_on(tmp_path):
     with running(fake_registry(tmp_path), max_body_bytes=2000) as server:
         status, answer, _ = http(server, "POST", f"/v1/models/{NAME}:predict", raw=b"{nope")
         assert status == 400 and "JSON" in answer["error"]
         big = json.dumps({"instances": [ROW] * 200}).encode()
         status, answer, _ = http(server, "POST", f"/v1/models/{NAME}:predict", raw=big)
-        assert status == 400 and "over the limit of 2000 bytes" in answer["error"]
+        assert status == 413 and "over the limit of 2000 bytes" in answer["error"]
         # Kept-alive connection after a refused body: the next request still works.
         client = ServingClient(server.url, NAME)
         with pytest.raises(ServingError) as err:
             client.request("POST", f"/v1/models/{NAME}:predict", {"instances": [ROW] * 200})
-        assert err.value.status == 400
+        assert err.value.status == 413
         assert client.predict([ROW]) == [pytest.approx(0.1)]
 
 

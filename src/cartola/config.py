@@ -189,6 +189,13 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # it start warm (cartola.orchestration.preload). False keeps those processes light.
     preload_tfx: bool = True
 
+    # `cartola serve` (docs/SERVING.md, docs/RELIABILITY.md): serving_workers processes, each
+    # with the model loaded (0: one per core); past serving_max_inflight requests running in a
+    # worker, new ones get 503 with Retry-After (0: no limit). Beyond 127.0.0.1 clients need a
+    # bearer token: $CARTOLA_SERVING_TOKEN, else the file serving_token_file (mode 600).
+    serving_workers: int = 0
+    serving_max_inflight: int = 16
+    serving_token_file: str = ""
     # Serving observability (cartola.serving, docs/MONITORING.md): the server logs a sample of
     # the rows it scores (request_log_sample of them, 0 turns logging off) to TFRecord files of
     # tf.Examples under request_log_dir/<model_name>, a new file every request_log_rotate_minutes
@@ -297,10 +304,13 @@ class Config:  # pylint: disable=too-many-instance-attributes
                               f"{self.beam_mode!r}")
         if self.batch_size < 0:
             raise ConfigError(f"batch_size must be >= 0 (0: derived), got {self.batch_size}")
-        for name in ("beam_workers", "trainer_threads"):
+        for name in ("beam_workers", "trainer_threads", "serving_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0: every core), got "
                                   f"{getattr(self, name)}")
+        if self.serving_max_inflight < 0:
+            raise ConfigError("serving_max_inflight must be >= 0 (0: no limit), got "
+                              f"{self.serving_max_inflight}")
         if self.epoch_log_every < 1:
             raise ConfigError(f"epoch_log_every must be >= 1, got {self.epoch_log_every}")
 

@@ -89,7 +89,9 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     model_dir = Path(args.model_dir) if args.model_dir else config.model_serving_dir
     try:
-        return server.serve(args, model_dir, args.model_name or config.model_name)
+        return server.serve(args, model_dir, args.model_name or config.model_name, config)
+    except server.ServeError as err:  # no token beyond loopback, bad TLS files
+        return fail(str(err))
     except OSError as err:  # port in use, permission denied
         return fail(f"cannot serve on {args.host}:{args.port}: {err}")
 

@@ -9,12 +9,15 @@ Endpoints:
   answered with ``{"outputs": [[p], ...]}``); the ``X-Model-Version`` header names the
   version that answered.
 * ``GET  /metrics``: Prometheus' text format (:mod:`cartola.serving.metrics`).
+* ``GET  /health``: 200 once a version is loaded, else 503; no model name or version, and
+  open even when a token is required (:mod:`cartola.serving.guards`).
 * ``GET  /openapi.json``, ``/docs``: the API described by FastAPI.
 
 Versions come from a :class:`~cartola.serving.core.ModelRegistry` (hot swap) and answers
 from :func:`~cartola.serving.core.predict`, which also hands the scored examples to the
 request log (:mod:`cartola.monitoring.request_log`). Every request, errors included, is
-counted in :class:`~cartola.serving.metrics.ServingMetrics` by one ASGI middleware.
+counted in :class:`~cartola.serving.metrics.ServingMetrics` by one ASGI middleware, in
+front of the bearer-token check and the load shedding of :mod:`cartola.serving.guards`.
 
 Bodies stay raw bytes parsed by ``json`` rather than pydantic models: TF Serving's error texts
 and status codes are the contract (FastAPI's 422 bodies are not), and pydantic validation of
@@ -42,8 +45,9 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cartola.serving.core import (DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES,
-                                  METRICS_PATH, MODEL_PATH, VERSION_HEADER, ModelRegistry,
-                                  endpoint_of, predict)
+                                  HEALTH_PATH, METRICS_PATH, MODEL_PATH, VERSION_HEADER,
+                                  ModelRegistry, endpoint_of, predict)
+from cartola.serving.guards import BearerAuth, ShedLoad
 from cartola.serving.metrics import ServingMetrics
 from cartola.serving.model import RequestError
 
@@ -54,6 +58,7 @@ LOG = logging.getLogger("cartola.serving")
 # it, the connection is closed.
 _DRAIN_FACTOR = 8
 _IDLE_SECONDS = 120  # keep-alive: uvicorn's default of 5 s would make clients reconnect often
+_GRACE_SECONDS = 10  # on SIGTERM, running requests get this long to finish
 
 
 class _ModelName(Convertor):
@@ -100,7 +105,7 @@ class ErrorResponse(BaseModel):
     error: str
 
 
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 405, 503)}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 405, 413, 415, 503)}
 _PREDICT_DOC = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": PredictRequest.model_json_schema(),
     "example": {"signature_name": "predict_raw", "instances": [{"anos_como_pro": 1}]}}}}}
@@ -165,8 +170,8 @@ class _Serving:
 class _BodyError(RequestError):
     """A refused body; ``close`` when the rest of it is not worth reading."""
 
-    def __init__(self, message: str, close: bool):
-        super().__init__(message)
+    def __init__(self, message: str, close: bool, status: int = 400):
+        super().__init__(message, status)
         self.close = close
 
 
@@ -210,7 +215,18 @@ def _drop_body(request: Request, serving: _Serving) -> Dict[str, str]:
         "Connection": "close"}
 
 
+def _json_type(content_type: str) -> bool:
+    """application/json, any ``+json`` type, or none given (TF Serving's own clients)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or media.endswith("+json")
+
+
 async def _read_body(request: Request, serving: _Serving) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    if not _json_type(content_type):
+        raise _BodyError(f"Content-Type {content_type[:60]!r} is not JSON; send "
+                         "'Content-Type: application/json'", _body_length(request) < 0,
+                         status=415)
     if request.headers.get("transfer-encoding"):
         raise _BodyError("chunked request bodies are not supported; send Content-Length", True)
     length = _body_length(request) if "content-length" in request.headers else -1
@@ -220,7 +236,7 @@ async def _read_body(request: Request, serving: _Serving) -> bytes:
     if length > limit:
         raise _BodyError(f"request body of {length} bytes is over the limit of {limit} bytes "
                          "(--max-body-bytes); split the request",
-                         length > _DRAIN_FACTOR * limit)
+                         length > _DRAIN_FACTOR * limit, status=413)
     return await request.body()
 
 
@@ -229,6 +245,8 @@ def _parse(body: bytes) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RequestError(f"JSON Parse error: {err}") from err
+    except RecursionError:  # the C decoder's depth guard: a body nested thousands deep
+        raise RequestError("JSON Parse error: nested too deeply") from None
 
 
 def _answer_predict(serving: _Serving, version: Optional[int],
@@ -269,10 +287,15 @@ async def _tf_serving(request: Request, name: str, version: Optional[int] = None
         return _error(err, method, _target(request))
 
 
-def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+def create_app(registry: ModelRegistry,  # pylint: disable=too-many-arguments
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                max_instances: int = DEFAULT_MAX_INSTANCES,
-               metrics: Optional[ServingMetrics] = None, request_log: Any = None) -> FastAPI:
+               metrics: Optional[ServingMetrics] = None, request_log: Any = None, *,
+               token: Optional[str] = None, max_inflight: int = 0) -> FastAPI:
     """TF Serving's REST API over ``registry`` as a FastAPI app.
+
+    ``token`` (default: none) makes every path but ``/health`` need ``Authorization: Bearer
+    <token>``; ``max_inflight`` (default 0: no limit) sheds requests past that many running.
 
     A registry without an observer reports its loads and swaps to ``metrics`` (default: new
     ones). The registry's watcher is the caller's to start and stop; ``request_log`` is
@@ -285,7 +308,10 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
                   description="TF Serving-compatible REST API (a subset): status, metadata, "
                               f"predict. Model: {registry.name}.", version="1")
     app.state.serving = _Serving(registry, max_body_bytes, max_instances, metrics, request_log)
-    app.add_middleware(_RecordMetrics, metrics=metrics)
+    app.add_middleware(ShedLoad, max_inflight=max_inflight)
+    if token:
+        app.add_middleware(BearerAuth, token=token)
+    app.add_middleware(_RecordMetrics, metrics=metrics)  # the outermost: 401s, 503s counted
     tags = ["TF Serving"]
 
     @app.get("/v1/models/{name:tfs_name}", tags=tags, responses=_ERRORS)
@@ -329,6 +355,12 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
         body, content_type = request.app.state.serving.metrics.exposition()
         return Response(body, 200, media_type=content_type)
 
+    @app.get(HEALTH_PATH, tags=["monitoring"], responses={503: {"model": ErrorResponse}})
+    async def health(request: Request):
+        """200 when a version is loaded, else 503: for load balancers; says nothing else."""
+        loaded = request.app.state.serving.registry.current is not None
+        return _json({"status": "ok" if loaded else "loading"}, 200 if loaded else 503)
+
     @app.post(METRICS_PATH, include_in_schema=False)
     async def prometheus_metrics_post(request: Request):
         """Scrapes are GETs."""
@@ -365,16 +397,24 @@ def create_app(registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_B
 # --------------------------------------------------------------------------------------------
 # Running it.
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
     """A listening socket: bound here, not by uvicorn, so port 0 gives the real port before
     serving starts and a port in use fails as an ``OSError`` at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family)
 
 
+def uvicorn_options(ssl: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """uvicorn's settings for every worker: quiet (the app logs what matters), long keep-alive,
+    a bounded graceful shutdown, and ``ssl`` (``ssl_certfile``, ``ssl_keyfile``) if given."""
+    return {"log_config": None, "log_level": "warning", "access_log": False, "lifespan": "off",
+            "timeout_keep_alive": _IDLE_SECONDS, "timeout_graceful_shutdown": _GRACE_SECONDS,
+            **(ssl or {})}
+
+
 class ModelHTTPServer:
-    """A FastAPI app under uvicorn (one process, one event loop, predict in the thread pool;
-    more workers would each load the model) on a socket bound at construction.
+    """A FastAPI app under uvicorn in this process (one event loop, predict in the thread
+    pool) on a socket bound at construction; :mod:`cartola.serving.workers` runs several.
 
     ``serve_forever()`` serves on the calling thread: on the main thread, uvicorn turns
     SIGINT/SIGTERM into a graceful shutdown (stop accepting, let running requests finish).
@@ -383,20 +423,21 @@ class ModelHTTPServer:
     log, whose open file is then renamed complete.
     """
 
-    def __init__(self, app: FastAPI, host: str = DEFAULT_HOST, port: int = 0):
+    def __init__(self, app: FastAPI, host: str = DEFAULT_HOST, port: int = 0,
+                 ssl: Optional[Dict[str, str]] = None):
         self.app = app
-        self._socket = _bind(host, port)
+        self.scheme = "https" if ssl else "http"
+        self._socket = bind(host, port)
         self.server_address: Tuple[str, int] = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, log_config=None, log_level="warning", access_log=False, lifespan="off",
-            timeout_keep_alive=_IDLE_SECONDS, timeout_graceful_shutdown=10))
+        self._server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(ssl)))
         self._thread: Optional[threading.Thread] = None
 
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8501``."""
         host, port = self.server_address
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return (f"{self.scheme}://[{host}]:{port}" if ":" in host
+                else f"{self.scheme}://{host}:{port}")
 
     def serve_forever(self) -> None:
         """Serve until ``shutdown()`` or, on the main thread, SIGINT/SIGTERM."""

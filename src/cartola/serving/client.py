@@ -17,10 +17,13 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
 import threading
 import time
 import urllib.parse
 from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from cartola.serving.guards import TOKEN_ENV
 
 RAW_SIGNATURE = "predict_raw"
 _RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -46,11 +49,14 @@ def _plain(value: Any, dtype: str) -> Any:
     return value
 
 
-class ServingClient:
+class ServingClient:  # pylint: disable=too-many-instance-attributes
     """Status, metadata and ``predict_raw`` predictions of one model."""
 
     def __init__(self, url: str = "http://127.0.0.1:8501", model_name: str = "cartola_pro",
-                 version: Optional[int] = None, timeout: float = 60.0):
+                 version: Optional[int] = None, timeout: float = 60.0,
+                 token: Optional[str] = None):
+        """``token``: the bearer token a server beyond loopback wants (default:
+        ``$CARTOLA_SERVING_TOKEN``, if set)."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected http(s)://host[:port], got {url!r}")
@@ -59,6 +65,8 @@ class ServingClient:
         self.model_name = model_name
         self.version = version
         self.timeout = timeout
+        token = token if token is not None else os.environ.get(TOKEN_ENV, "").strip()
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._local = threading.local()
         self._inputs: Optional[Dict[str, str]] = None
         self.last_version: Optional[str] = None  # X-Model-Version of the last answer (ours)
@@ -84,7 +92,9 @@ class ServingClient:
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """One JSON request; raises :class:`ServingError` on a non-2xx answer."""
         data = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        headers = dict(self._auth)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         for attempt in (0, 1):
             conn = self._connection(fresh=attempt > 0)
             try:

@@ -28,10 +28,11 @@ LOG = logging.getLogger("cartola.serving")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_POLL_SECONDS = 2.0
-DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # 10,000 rows of 20 numbers as JSON rows: ~5 MB
 DEFAULT_MAX_INSTANCES = 10_000
 VERSION_HEADER = "X-Model-Version"
 METRICS_PATH = "/metrics"
+HEALTH_PATH = "/health"
 
 # TF Serving's model paths: /v1/models/<name>[/versions/<n>][/metadata][:<verb>].
 MODEL_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
@@ -195,6 +196,8 @@ def endpoint_of(path: str) -> str:
     path = path.split("?", 1)[0]
     if path == METRICS_PATH:
         return "metrics"
+    if path == HEALTH_PATH:
+        return "health"
     match = MODEL_PATH.match(path)
     if match is None:
         return "other"

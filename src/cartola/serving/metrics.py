@@ -6,17 +6,25 @@ never clash on metric names. The HTTP layer calls :meth:`ServingMetrics.record` 
 request; :class:`cartola.serving.core.ModelRegistry` reports loads and swaps through
 :meth:`model_load` and :meth:`model_served`; the request logger counts written and dropped
 rows. Nothing here listens: the server answers ``GET /metrics`` with :meth:`exposition`.
+
+With several worker processes (:mod:`cartola.serving.workers`) each one keeps its values in
+prometheus-client's multiprocess files under ``$PROMETHEUS_MULTIPROC_DIR`` (a folder the
+supervisor makes and removes) and a scrape, whichever worker answers it, reads them all:
+counters and histograms summed over the workers, the served version the most recently set.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
-                               Histogram, generate_latest)
+                               Histogram, generate_latest, multiprocess)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # The endpoint label's only values: a fixed set (never the raw path) bounds the label
 # cardinality whatever URLs clients or scanners send.
-ENDPOINTS = ("predict", "status", "metadata", "metrics", "other")
+ENDPOINTS = ("predict", "status", "metadata", "metrics", "health", "other")
 # Single-row predictions take ~1 ms in process; a 10,000-row request or a stalled client can
 # take seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -38,7 +46,7 @@ class ServingMetrics:  # pylint: disable=too-many-instance-attributes
                                    registry=reg)
         self.model_version = Gauge("cartola_model_version",
                                    "Model version being served (0 before one loads)",
-                                   registry=reg)
+                                   registry=reg, multiprocess_mode="mostrecent")
         self.model_loads = Counter("cartola_model_loads",
                                    "Model version loads by result (ok, failed)", ("result",),
                                    registry=reg)
@@ -82,5 +90,10 @@ class ServingMetrics:  # pylint: disable=too-many-instance-attributes
         self.log_dropped.inc(rows)
 
     def exposition(self) -> Tuple[bytes, str]:
-        """(body, content type) of a scrape: Prometheus' text format."""
+        """(body, content type) of a scrape: Prometheus' text format, of every worker when
+        several share ``$PROMETHEUS_MULTIPROC_DIR``."""
+        if os.environ.get(MULTIPROC_ENV):
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -2,8 +2,11 @@
 
 The command line of ``cartola serve`` and ``python -m cartola.serving.server``: loads the
 served version (:mod:`cartola.serving.core`), serves the HTTP API of :mod:`cartola.serving.app`
-under uvicorn, and on SIGTERM or Ctrl-C stops gracefully: running requests finish, the
-version watcher stops and the request log closes, so its open file is renamed complete.
+under uvicorn in ``--workers`` processes (:mod:`cartola.serving.workers`; one per core by
+default, each with the model loaded), and on SIGTERM or Ctrl-C stops gracefully: it drains,
+running requests finish, the version watchers stop and the request logs close, so their open
+files are renamed complete. Beyond loopback it refuses to start without a bearer token
+(:mod:`cartola.serving.guards`).
 This module imports FastAPI, uvicorn and TensorFlow only when serving starts, so
 ``cartola --help`` stays fast.
 """
@@ -11,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from cartola.serving.core import (DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES,
                                   DEFAULT_POLL_SECONDS, DEFAULT_PORT)
-
-LOG = logging.getLogger("cartola.serving")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "<serving_dir>/<model_name> from the config)")
     parser.add_argument("--model-name", help="name in the URL (default: config model_name)")
     parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 exposes it)")
+                        help=f"address to bind (default {DEFAULT_HOST}; any other address "
+                             "needs a token: $CARTOLA_SERVING_TOKEN or --token-file)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port (default {DEFAULT_PORT}, TF Serving's; 0 = any free port)")
     parser.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS,
@@ -45,6 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "request_log_sample; 0 = no log)")
     parser.add_argument("--no-request-log", action="store_true",
                         help="log no requests (same as --request-log-sample 0)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="worker processes, each with the model loaded (default: config "
+                             "serving_workers; 0 = one per core)")
+    parser.add_argument("--max-inflight", type=int, metavar="N",
+                        help="requests running at once per worker before new ones get 503 "
+                             "with Retry-After (default: config serving_max_inflight; 0 = "
+                             "no limit)")
+    parser.add_argument("--token-file", metavar="PATH",
+                        help="file (mode 600) holding the bearer token clients must send, "
+                             "when $CARTOLA_SERVING_TOKEN is unset (default: config "
+                             "serving_token_file)")
+    parser.add_argument("--ssl-certfile", metavar="PEM", help="serve HTTPS with this "
+                        "certificate (chain), passed to uvicorn")
+    parser.add_argument("--ssl-keyfile", metavar="PEM", help="private key of --ssl-certfile")
 
 
 def _share(text: str) -> float:
@@ -54,51 +69,82 @@ def _share(text: str) -> float:
     return value
 
 
+class ServeError(ValueError):
+    """A setting that stops the server from starting: one line for the user."""
+
+
+def _choose(value, default):
+    return default if value is None else value
+
+
+def _ssl(args: argparse.Namespace) -> Dict[str, str]:
+    cert, key = getattr(args, "ssl_certfile", None), getattr(args, "ssl_keyfile", None)
+    if not cert and not key:
+        return {}
+    if not (cert and key):
+        raise ServeError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+    for path in (cert, key):
+        if not Path(path).is_file():
+            raise ServeError(f"no such file: {path}")
+    return {"ssl_certfile": cert, "ssl_keyfile": key}
+
+
 def serve(args: argparse.Namespace, model_dir: Path, model_name: str, config=None) -> int:
     """Run the server until SIGINT/SIGTERM. ``config`` (default: loaded from ``args.config``)
-    supplies the request log settings the options leave out. A port that cannot be bound
-    raises ``OSError`` before anything is left running."""
+    supplies the settings the options leave out. A port that cannot be bound raises
+    ``OSError``, a missing token or bad TLS files ``ServeError``, before anything runs."""
     # pylint: disable=import-outside-toplevel
     from cartola.config import load_config
-    from cartola.monitoring.request_log import RequestLogger
-    from cartola.serving.app import ModelHTTPServer, create_app
-    from cartola.serving.core import ModelRegistry
-    from cartola.serving.metrics import ServingMetrics
+    from cartola.serving.guards import TokenError, check_exposure, read_token
+    from cartola.serving.workers import cores
     config = config or load_config(getattr(args, "config", None))
-    metrics = ServingMetrics()
-    registry = ModelRegistry(model_dir, model_name, args.poll_seconds, observer=metrics)
-    registry.refresh()
-    if registry.current is None:
-        LOG.warning("no loadable version under %s yet; waiting for one", model_dir)
-    request_log = None if getattr(args, "no_request_log", False) else (
-        RequestLogger.from_config(config, model_name, getattr(args, "request_log_sample", None),
-                                  getattr(args, "request_log_dir", None), metrics))
-    app = create_app(registry, args.max_body_bytes, args.max_instances, metrics, request_log)
+    token_file = _choose(getattr(args, "token_file", None), config.serving_token_file)
     try:
-        server = ModelHTTPServer(app, args.host, args.port)
-    except OSError:
-        if request_log is not None:
-            request_log.close()
-        raise
-    if request_log is not None:
-        print(f"logging {request_log.sample:.0%} of scored rows to {request_log.folder}",
-              flush=True)
-    # uvicorn handles SIGINT/SIGTERM while it serves, then raises the signal again once it has
-    # stopped; these handlers make that (and a signal just before it starts) a plain stop, so
-    # the cleanup below runs instead of the default SIGTERM action killing the process.
-    previous = {sig: signal.signal(sig, lambda *_: server.shutdown())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"serving model {model_name} from {model_dir}; listening on {server.url} "
-          f"(try {server.url}/v1/models/{model_name})", flush=True)
-    registry.start()
-    try:
-        server.serve_forever()
-    finally:
-        registry.stop()
-        server.server_close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
+        token = read_token(token_file)
+        check_exposure(args.host, token)
+    except TokenError as err:
+        raise ServeError(str(err)) from None
+    ssl = _ssl(args)
+    workers = _choose(getattr(args, "workers", None), config.serving_workers) or cores()
+    max_inflight = _choose(getattr(args, "max_inflight", None), config.serving_max_inflight)
+    if workers < 0 or max_inflight < 0:
+        raise ServeError("--workers and --max-inflight must be >= 0")
+    return _serve_workers(args, model_dir, model_name, config, workers, {
+        "token_file": token_file, "max_inflight": max_inflight, "ssl": ssl})
+
+
+def _request_log_settings(args: argparse.Namespace) -> Optional[dict]:
+    if getattr(args, "no_request_log", False):
+        return None
+    return {"sample": getattr(args, "request_log_sample", None),
+            "dir": getattr(args, "request_log_dir", None)}
+
+
+def _serve_workers(args, model_dir: Path, model_name: str, config, workers: int,
+                   guard: dict) -> int:
+    # pylint: disable=import-outside-toplevel
+    from cartola.serving.app import bind, uvicorn_options
+    from cartola.serving.workers import serve_workers
+    settings = {"config": getattr(args, "config", None), "model_dir": str(model_dir),
+                "model_name": model_name, "poll_seconds": args.poll_seconds,
+                "max_body_bytes": args.max_body_bytes, "max_instances": args.max_instances,
+                "max_inflight": guard["max_inflight"], "token_file": guard["token_file"],
+                "request_log": _request_log_settings(args)}
+    if settings["request_log"] is not None:  # an unwritable folder: one line, before workers
+        from cartola.monitoring.request_log import RequestLogger
+        log = settings["request_log"]
+        try:
+            probe = RequestLogger.from_config(config, model_name, log["sample"], log["dir"])
+        except OSError as err:
+            raise ServeError(f"request log folder: {err}") from None
+        if probe is not None:
+            probe.close()
+    sock = bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    url = f"{'https' if guard['ssl'] else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
+    return serve_workers(settings, sock, workers, uvicorn_options(guard["ssl"]),
+                         f"serving model {model_name} from {model_dir} with {workers} workers; "
+                         f"listening on {url} (try {url}/v1/models/{model_name})")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -111,8 +157,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = load_config(args.config)
-    return serve(args, Path(args.model_dir) if args.model_dir else config.model_serving_dir,
-                 args.model_name or config.model_name, config)
+    try:
+        return serve(args, Path(args.model_dir) if args.model_dir else config.model_serving_dir,
+                     args.model_name or config.model_name, config)
+    except ServeError as err:
+        print(f"cartola serve: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"cartola serve: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
