@@ -7,7 +7,7 @@ from typing import List, Optional
 
 from cartola import tools_cli
 from cartola.config import ConfigError, load_config
-from cartola.errors import DataValidationError, InputDataError
+from cartola.errors import DataValidationError, InputDataError, RunFaultError
 from cartola.monitoring import commands as monitor_commands
 from cartola.registry import commands as registry_commands
 from cartola.registry.runs import RegistryError, node_timings
@@ -71,6 +71,10 @@ def _run_locked(args, config, run_id: str) -> int:
             notify.notify(config, "data_rejected", "cartola run refused its input", str(err),
                           where)
             raise
+        except RunFaultError as err:  # a server or the disk: one line, nothing half-written
+            print(f"cartola: run failed: {err}", file=sys.stderr)
+            notify.notify(config, "run_failed", "cartola run failed", str(err), where)
+            return 1
         except Exception as err:
             notify.notify(config, "run_failed", "cartola run failed",
                           f"{type(err).__name__}: {err}", where)
