@@ -457,12 +457,12 @@ def test_celery_two_workers_share_the_run_and_survive_a_killed_worker(tmp_path):
 
     The worker running the Trainer is killed by SIGKILL (with its task processes) mid-
     training: its task stops heartbeating, the scheduler fails that attempt after
-    ``task_instance_heartbeat_timeout`` (20 s here, 300 s by default), Airflow retries it
+    ``task_instance_heartbeat_timeout`` (60 s here, 300 s by default), Airflow retries it
     on the surviving worker, and the DAG run completes."""
     config = profile_config(tmp_path / "project", "celery", celery_workers=2,
                             airflow_parallelism=2)
     local = local_airflow(config, export_config=True, env_extra={
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2"})
     local.start()
     try:

@@ -154,6 +154,7 @@ class RunLock:
                 self._unflock()
                 return describe(owner)
             if dag_run is not None:
+                self._write_holder({**record, "dag_id": dag_run[0], "run_id": dag_run[1]})
                 mine = lease.get("owner") or {}
                 started = (mine.get("started") if (mine.get("dag_id"), mine.get("run_id"))
                            == dag_run else None) or record["started"]
@@ -187,17 +188,25 @@ class RunLock:
                 said = time.monotonic()
             time.sleep(poll)
 
+    def _owns(self, dag_run: Tuple[str, str]) -> bool:
+        owner = self.lease().get("owner") or {}
+        return (owner.get("dag_id"), owner.get("run_id")) == tuple(dag_run)
+
     def release(self) -> None:
         """Let go of the kernel lock (a no-op when not held)."""
         self._unflock()
 
     def end_lease(self, dag_run: Tuple[str, str]) -> bool:
-        """Give back ``dag_run``'s lease; True if it held it (False: nothing to do)."""
+        """Give back ``dag_run``'s lease; True if it held it (False: nothing to do).
+
+        Read first without the kernel lock: a ``cartola run`` may hold that for hours, but
+        only while no DAG run holds the lease, so a lease that is not ours needs no wait."""
+        if not self._owns(dag_run):
+            return False
         while not self._try_flock():
             time.sleep(POLL_SECONDS)
         try:
-            owner = self.lease().get("owner") or {}
-            held = (owner.get("dag_id"), owner.get("run_id")) == tuple(dag_run)
+            held = self._owns(dag_run)
             if held:
                 self._write_lease({"owner": None})
             return held
