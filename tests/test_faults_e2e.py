@@ -223,7 +223,7 @@ def test_disk_full_during_push_leaves_the_served_version(pg_project, small_disk,
     (line,) = cartola_lines(err)
     assert line.startswith(f"cartola: run failed: Pusher: cannot copy the model into "
                            f"{small_disk / config.model_name}: No space left on device "
-                           "(the model needs "), line
+                           "(the model takes "), line
     assert line.endswith("the partial copy was removed and the served version is unchanged "
                          "(version 1)"), line
     assert "Traceback" not in err

@@ -1,4 +1,5 @@
 """Custom TFX pieces: the data validation gate and an atomic, integer-versioned Pusher."""
+import errno
 import os
 import re
 import shutil
@@ -137,16 +138,23 @@ def _copy_failure(err: OSError, model_path: Path, base: Path) -> str:
     """One line: why the copy failed, how much it needed and had, and what is still served."""
     reason = err.strerror or str(err)
     if isinstance(err, shutil.Error) and err.args and err.args[0]:
-        reason = str(err.args[0][0][2])  # (source, destination, "[Errno 28] No space ...: path")
-        found = re.match(r"\[Errno \d+\] ([^:]+)", reason)
-        reason = found.group(1) if found else reason
-    needed = sum(f.stat().st_size for f in model_path.rglob("*") if f.is_file())
+        # (source, destination, "[Errno 28] No space left on device: path") per file, in
+        # walk order; a full disk also fails later files with ENOENT (their folder was
+        # never made), so name the full disk when it is among them.
+        whys = [str(why) for _, _, why in err.args[0]]
+        why = next((w for w in whys if f"[Errno {errno.ENOSPC}]" in w), whys[0])
+        found = re.match(r"\[Errno \d+\] ([^:]+)", why)
+        reason = found.group(1) if found else why
+    needed = sum(f.stat().st_blocks * 512 for f in model_path.rglob("*") if f.is_file())
     free = shutil.disk_usage(base).free
     served = served_version(base)
-    return (f"Pusher: cannot copy the model into {base}: {reason} (the model needs "
-            f"{needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free); the partial copy was "
-            f"removed and the served version is unchanged "
-            f"({'version ' + str(served) if served else 'none'})")
+    return (f"Pusher: cannot copy the model into {base}: {reason} (the model takes "
+            f"{_size(needed)} on disk, {_size(free)} free); the partial copy was removed and "
+            f"the served version is unchanged ({'version ' + str(served) if served else 'none'})")
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
 
 
 class AtomicPushExecutor(pusher_executor.Executor):
