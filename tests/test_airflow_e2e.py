@@ -474,6 +474,8 @@ def test_celery_two_workers_share_the_run_and_survive_a_killed_worker(tmp_path):
         tis = local.task_instances(DAG_ID, run_id)
         preloaded = preloaded_tasks(local, run_id)
         retry_log = local.task_log(DAG_ID, run_id, "Trainer", 2)
+        # ML Metadata is on the profile's PostgreSQL: read it before the server stops.
+        states = node_states(config.replace(metadata_uri=local.metadata_uri()), run_id)
         redis_conf = (local.home / "redis" / "redis.conf").read_text(encoding="utf-8")
     finally:
         stopped = local.stop()
@@ -493,7 +495,7 @@ def test_celery_two_workers_share_the_run_and_survive_a_killed_worker(tmp_path):
     assert "(TFX already loaded)" in retry_log
     assert model_versions(config.model_serving_dir) == [1]
     assert staging_dirs(config) == []
-    assert node_states(config, run_id) == {node: ["COMPLETE"] for node in topology.NODES}
+    assert states == {node: ["COMPLETE"] for node in topology.NODES}
     assert "requirepass " in redis_conf and "bind 127.0.0.1" in redis_conf
     assert (os.stat(local.home / "redis" / "redis.conf").st_mode & 0o777) == 0o600
 
