@@ -50,6 +50,9 @@ with DAG(
         dagrun_timeout=airflow_tasks.DAGRUN_TIMEOUT,
         default_args=airflow_tasks.default_args(
             CONFIG, timedelta(seconds=conf.getint("core", "default_task_retry_delay"))),
+        # The project home's run lease ends with the DAG run, whatever stopped it.
+        on_success_callback=airflow_tasks.end_run_lease,
+        on_failure_callback=airflow_tasks.end_run_lease,
         doc_md=DOC,
         tags=["tfx", "cartola"],
 ) as dag:

@@ -425,29 +425,77 @@ def test_backfill_span_after_span_survives_kill_9_and_stops_at_drift(tmp_path):
             and f"(span 2026-11-16 against span {champion_span}" in drift_log), drift_log[-3000:]
 
 
+def _kill_worker_running_trainer(local, run_id, timeout=1200) -> str:
+    """SIGKILL the Celery worker (main process, pool and task processes: a machine gone)
+    whose task is training; returns its name."""
+    import psutil
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        trainer = local.task_instances(DAG_ID, run_id)["Trainer"]
+        if (trainer["state"] == "running" and trainer["hostname"]
+                and "Going to run a new execution" in local.task_log(DAG_ID, run_id,
+                                                                     "Trainer", 1)):
+            name = trainer["hostname"]
+            worker = psutil.Process(json.loads(
+                (local.home / "run" / f"celery-{name}.pid").read_text())["pid"])
+            tree = [worker] + worker.children(recursive=True)
+            assert trainer["pid"] in {p.pid for p in tree}, (trainer, tree)
+            for process in tree:
+                process.kill()
+            psutil.wait_procs(tree, timeout=30)
+            return name
+        if trainer["state"] in ("success", "failed", "upstream_failed"):
+            raise AssertionError(f"Trainer ended before its worker could be killed: {trainer}")
+        time.sleep(1)
+    raise AssertionError("Trainer never started")
+
+
 @pytest.mark.timeout(1800)
-def test_celery_two_workers_share_the_run(tmp_path):
+def test_celery_two_workers_share_the_run_and_survive_a_killed_worker(tmp_path):
     """CeleryExecutor, Redis broker with a password, PostgreSQL result backend: two workers
-    named as distinct hosts both ran tasks of one DAG run, and a model was pushed."""
+    named as distinct hosts both ran tasks of one DAG run, and a model was pushed.
+
+    The worker running the Trainer is killed by SIGKILL (with its task processes) mid-
+    training: its task stops heartbeating, the scheduler fails that attempt after
+    ``task_instance_heartbeat_timeout`` (60 s here, 300 s by default), Airflow retries it
+    on the surviving worker, and the DAG run completes."""
     config = profile_config(tmp_path / "project", "celery", celery_workers=2,
                             airflow_parallelism=2)
-    local = local_airflow(config, export_config=True)
+    local = local_airflow(config, export_config=True, env_extra={
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2"})
     local.start()
     try:
         run_id = local.trigger(DAG_ID)
+        killed = _kill_worker_running_trainer(local, run_id)
+        killed_at = time.monotonic()
         state = local.wait_run(DAG_ID, run_id, timeout=1500)
+        recovered = time.monotonic() - killed_at
         tis = local.task_instances(DAG_ID, run_id)
         preloaded = preloaded_tasks(local, run_id)
+        retry_log = local.task_log(DAG_ID, run_id, "Trainer", 2)
+        # ML Metadata is on the profile's PostgreSQL: read it before the server stops.
+        states = node_states(config.replace(metadata_uri=local.metadata_uri()), run_id)
         redis_conf = (local.home / "redis" / "redis.conf").read_text(encoding="utf-8")
     finally:
         stopped = local.stop()
         local.services.remove_data()
+    print(f"killed celery-{killed} during Trainer; the DAG run ended {recovered:.1f} s later")
     assert state == "success", {task: ti["state"] for task, ti in tis.items()}
-    assert {"celery-worker-a", "celery-worker-b", "postgres", "redis"} <= set(stopped)
-    assert {ti["hostname"] for ti in tis.values()} == {"worker-a", "worker-b"}
-    assert {ti["try_number"] for ti in tis.values()} == {1}
-    assert preloaded == set(topology.NODES)
+    survivor = ({"worker-a", "worker-b"} - {killed}).pop()
+    assert {f"celery-{survivor}", "postgres", "redis"} <= set(stopped)
+    assert f"celery-{killed}" not in stopped  # it was dead already
+    assert {ti["hostname"] for ti in tis.values()} <= {"worker-a", "worker-b"}
+    assert tis["Trainer"]["try_number"] == 2 and tis["Trainer"]["hostname"] == survivor
+    assert "removed its partial outputs" in retry_log
+    # Tasks that ran on the killed worker at the same time were retried too; none failed.
+    assert {ti["try_number"] for ti in tis.values()} <= {1, 2}
+    assert {ti["state"] for ti in tis.values()} == {"success"}
+    assert preloaded >= set(topology.NODES) - {"Trainer"}
+    assert "(TFX already loaded)" in retry_log
     assert model_versions(config.model_serving_dir) == [1]
+    assert staging_dirs(config) == []
+    assert states == {node: ["COMPLETE"] for node in topology.NODES}
     assert "requirepass " in redis_conf and "bind 127.0.0.1" in redis_conf
     assert (os.stat(local.home / "redis" / "redis.conf").st_mode & 0o777) == 0o600
 

@@ -4,6 +4,7 @@ import pytest
 from scipy import stats
 
 from cartola.components import describe_anomalies, publish_model
+from cartola.errors import RunFaultError
 from cartola.versions import model_versions
 from cartola.metrics import ks_from_matrices
 
@@ -54,7 +55,8 @@ def test_taken_version_moves_to_next_number(tmp_path, monkeypatch):
 
 def test_failed_copy_leaves_nothing_visible(tmp_path):
     base = tmp_path / "m"
-    with pytest.raises(OSError):
+    with pytest.raises(RunFaultError, match=r"cannot copy the model into .*: No such file or "
+                                            r"directory .* served version is unchanged \(none\)"):
         publish_model(tmp_path / "missing", base)
     assert not list(base.iterdir())
 

@@ -7,18 +7,18 @@ from typing import List, Optional
 
 from cartola import tools_cli
 from cartola.config import ConfigError, load_config
-from cartola.errors import DataValidationError, InputDataError
+from cartola.errors import DataValidationError, InputDataError, RunFaultError
 from cartola.monitoring import commands as monitor_commands
 from cartola.registry import commands as registry_commands
 from cartola.registry.runs import RegistryError, node_timings
 
 
-def _print_report(config) -> None:
+def _print_report(config, run_id: Optional[str] = None) -> None:
     try:
-        print(f"components: {node_timings(config)}")
+        print(f"components: {node_timings(config, run_id)}")
     except RegistryError as err:
         print(f"cartola: warning: no component timings: {err}", file=sys.stderr)
-    report = tools_cli.report_after_run(config)
+    report = tools_cli.report_after_run(config, run_id)
     if report is not None:
         print(f"run report: {report}")
     page = tools_cli.history_page_after_run(config)
@@ -26,36 +26,55 @@ def _print_report(config) -> None:
         print(f"run history: {page}")
 
 
-def _why_not_pushed(config) -> str:
+def _why_not_pushed(config, run_id: str) -> str:
     from cartola import outcome  # pylint: disable=import-outside-toplevel
     try:
-        return outcome.why_not_pushed(config)
+        return outcome.why_not_pushed(config, run_id)
     except Exception as err:  # pylint: disable=broad-except
         return f"reason unknown ({type(err).__name__}: {err})"
 
 
 def _run(args) -> int:
+    # pylint: disable=import-outside-toplevel
+    from cartola.orchestration import run_lock
+    config = load_config(args.config)
+    run_id = run_lock.new_run_id()
+    try:
+        with run_lock.hold(config.project_home, run_id, wait=not args.no_wait,
+                           say=lambda line: print(f"cartola: {line}", file=sys.stderr,
+                                                  flush=True)):
+            return _run_locked(args, config, run_id)
+    except run_lock.RunLockBusy as err:
+        print(f"cartola: {err}", file=sys.stderr)
+        return 3
+
+
+def _run_locked(args, config, run_id: str) -> int:
+    """``cartola run`` while it holds the project home."""
     tools_cli.quiet_google_warnings()
     # pylint: disable=import-outside-toplevel
     from cartola.monitoring import notify
     from cartola.orchestration.local import run_local
-    config = load_config(args.config)
     where = {"data": args.data_root or str(config.data_dir), "span": args.span or "latest"}
     with notify.warnings_to_stderr():  # a failed notification is one line, never the exit code
         try:
-            result = run_local(config, args.data_root, args.span)
+            result = run_local(config, args.data_root, args.span, run_id)
         except DataValidationError as err:
             print(f"cartola: run stopped at data validation; nothing trained or pushed.\n{err}",
                   file=sys.stderr)
             gate = "drift gate" if err.kind == "drift_stop" else "schema gate"
             notify.notify(config, err.kind, f"cartola run stopped at the {gate}", str(err),
                           where)
-            _print_report(config)  # the report lists the anomalies beside the data statistics
+            _print_report(config, run_id)  # the report lists the anomalies beside the statistics
             return 3
         except InputDataError as err:  # refused before TFX: the files themselves
             notify.notify(config, "data_rejected", "cartola run refused its input", str(err),
                           where)
             raise
+        except RunFaultError as err:  # a server or the disk: one line, nothing half-written
+            print(f"cartola: run failed: {err}", file=sys.stderr)
+            notify.notify(config, "run_failed", "cartola run failed", str(err), where)
+            return 1
         except Exception as err:
             notify.notify(config, "run_failed", "cartola run failed",
                           f"{type(err).__name__}: {err}", where)
@@ -77,10 +96,10 @@ def _run(args) -> int:
                               if notify.wanted(config, "version_pushed") else {})})
         else:
             latest = result["latest_version"]
-            print(f"no model pushed: {_why_not_pushed(config)}; serving: "
+            print(f"no model pushed: {_why_not_pushed(config, run_id)}; serving: "
                   + (str(serving / str(latest)) if latest else "none"))
         print(f"run artifacts: {config.pipeline_dir}")
-        _print_report(config)
+        _print_report(config, run_id)
     return 0
 
 
@@ -159,6 +178,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                          "(default: config data_root)")
     run.add_argument("--span", help="span to train on: YYYY-MM-DD for date spans, a number "
                                     "for {SPAN} patterns (default: the latest)")
+    run.add_argument("--no-wait", action="store_true",
+                     help="exit 3 at once when another run holds the project home (default: "
+                          "wait for it, saying which run it is every 30 s)")
     run.set_defaults(func=_run)
     init = commands.add_parser(
         "init", help="propose a config and a curated schema for a new CSV data set",

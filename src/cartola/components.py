@@ -1,5 +1,7 @@
 """Custom TFX pieces: the data validation gate and an atomic, integer-versioned Pusher."""
+import errno
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -15,8 +17,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from cartola.errors import DataValidationError
-from cartola.registry.served import after_push
+from cartola.errors import DataValidationError, RunFaultError
+from cartola.registry.served import after_push, served_version
 from cartola.versions import model_versions
 
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -111,8 +113,12 @@ def publish_model(model_path: Path, base: Path) -> tuple:
         if _same_model(model_path, base / str(existing)):
             return existing, False
     staging = base / f".staging-{uuid.uuid4().hex}"
-    shutil.copytree(model_path, staging)
     try:
+        try:
+            shutil.copytree(model_path, staging)
+        except OSError as err:  # shutil.Error gathers per-file errors; the first says it
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RunFaultError(_copy_failure(err, model_path, base)) from None
         version = (versions[-1] if versions else 0) + 1
         while True:
             try:
@@ -126,6 +132,29 @@ def publish_model(model_path: Path, base: Path) -> tuple:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _copy_failure(err: OSError, model_path: Path, base: Path) -> str:
+    """One line: why the copy failed, how much it needed and had, and what is still served."""
+    reason = err.strerror or str(err)
+    if isinstance(err, shutil.Error) and err.args and err.args[0]:
+        # (source, destination, "[Errno 28] No space left on device: path") per file, in
+        # walk order; a full disk also fails later files with ENOENT (their folder was
+        # never made), so name the full disk when it is among them.
+        whys = [str(why) for _, _, why in err.args[0]]
+        why = next((w for w in whys if f"[Errno {errno.ENOSPC}]" in w), whys[0])
+        found = re.match(r"\[Errno \d+\] ([^:]+)", why)
+        reason = found.group(1) if found else why
+    needed = sum(f.stat().st_blocks * 512 for f in model_path.rglob("*") if f.is_file())
+    free = shutil.disk_usage(base).free
+    served = served_version(base)
+    return (f"Pusher: cannot copy the model into {base}: {reason} (the model takes "
+            f"{_size(needed)} on disk, {_size(free)} free); the partial copy was removed and "
+            f"the served version is unchanged ({'version ' + str(served) if served else 'none'})")
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
 
 
 class AtomicPushExecutor(pusher_executor.Executor):

@@ -10,6 +10,12 @@ class InputDataError(ValueError):
     """The input folder cannot be read as the pipeline's CSV input."""
 
 
+class RunFaultError(RuntimeError):
+    """Something under the run failed (a database gone, a full disk), not its input: the
+    message is one line naming it, and the run left nothing half-written. Retrying once the
+    fault is gone is safe."""
+
+
 class DataValidationError(RuntimeError):
     """ExampleValidator or the drift gate found problems; the run must not train on this data.
 

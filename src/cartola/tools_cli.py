@@ -153,12 +153,12 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_after_run(config) -> Optional[Path]:
-    """The latest run's report for ``cartola run`` to print; a report that cannot be made
-    is a warning, not a failed run."""
+def report_after_run(config, run_id: Optional[str] = None) -> Optional[Path]:
+    """The report of run ``run_id`` (default: the latest) for ``cartola run`` to print; a
+    report that cannot be made is a warning, not a failed run."""
     try:
         from cartola import report  # pylint: disable=import-outside-toplevel
-        return report.build_report(config)
+        return report.build_report(config, run_id)
     except Exception as err:  # pylint: disable=broad-except
         print(f"cartola: warning: no run report: {type(err).__name__}: {err}", file=sys.stderr)
         return None

@@ -48,6 +48,11 @@ def redact(uri: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
+def database(uri: str) -> str:
+    """The database a ``postgresql://`` URI names."""
+    return urllib.parse.urlsplit(uri).path.lstrip("/") or "(default)"
+
+
 def read_password(password_file: str) -> Optional[str]:
     """The password from $CARTOLA_DB_PASSWORD, else ``password_file`` (which must not
     be readable by group or others), else None (libpq's PGPASSWORD or ~/.pgpass apply)."""

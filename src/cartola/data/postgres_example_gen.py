@@ -32,6 +32,7 @@ from tfx_bsl.coders import example_coder
 
 from cartola.data import example_writer, postgres
 from cartola.data.labels import LabelCoding
+from cartola.errors import RunFaultError
 
 NODE_ID = "PostgresExampleGen"
 FETCH_ROWS = 5000  # rows per round trip of the server-side cursor, and per encoded batch
@@ -88,33 +89,48 @@ def encode(rows: List[tuple], names: List[str], kinds: List[str]) -> List[bytes]
 
 def read_rows(settings: Dict[str, Any], query: str) -> Iterator[List[bytes]]:
     """A query's rows as serialized tf.Examples, ``FETCH_ROWS`` at a time through a
-    server-side cursor."""
+    server-side cursor.
+
+    A server lost mid-read (stopped, restarted, network gone) is a :class:`RunFaultError`
+    naming the database: the writer holds the rows in scratch files until the last one came,
+    so nothing is written and the next attempt starts clean."""
+    import psycopg  # pylint: disable=import-outside-toplevel
     exclude = set(settings["exclude"])
     with postgres.connect(settings["uri"], settings["password_file"]) as conn:
-        with conn.cursor(name="cartola_example_gen") as cursor:
-            cursor.execute(query)
-            columns = [(i, col.name,
-                        postgres.KINDS.get(postgres.type_name(conn, col.type_code), ""))
-                       for i, col in enumerate(cursor.description)
-                       if col.name not in exclude]
-            unreadable = [name for _, name, kind in columns if not kind]
-            if unreadable:
-                raise ValueError(f"query {query!r}: columns {unreadable} have types the "
-                                 f"PostgreSQL ExampleGen cannot read; cast them")
-            names = [name for _, name, _ in columns]
-            kinds = [kind for _, _, kind in columns]
-            keep = [i for i, _, _ in columns]
-            coding = LabelCoding(**settings.get("label", {}))
-            position = names.index(coding.column) if coding.active and coding.column in names \
-                else None
+        try:
+            yield from _fetch(conn, query, exclude, LabelCoding(**settings.get("label", {})))
+        except psycopg.OperationalError as err:
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise RunFaultError(
+                f"PostgresExampleGen: lost PostgreSQL database {postgres.database(settings['uri'])}"
+                f" at {postgres.redact(settings['uri'])} while reading the span: {reason}; "
+                f"nothing was written, run again once the server is back") from None
+
+
+def _fetch(conn, query: str, exclude: set, coding: LabelCoding) -> Iterator[List[bytes]]:
+    with conn.cursor(name="cartola_example_gen") as cursor:
+        cursor.execute(query)
+        columns = [(i, col.name,
+                    postgres.KINDS.get(postgres.type_name(conn, col.type_code), ""))
+                   for i, col in enumerate(cursor.description)
+                   if col.name not in exclude]
+        unreadable = [name for _, name, kind in columns if not kind]
+        if unreadable:
+            raise ValueError(f"query {query!r}: columns {unreadable} have types the "
+                             f"PostgreSQL ExampleGen cannot read; cast them")
+        names = [name for _, name, _ in columns]
+        kinds = [kind for _, _, kind in columns]
+        keep = [i for i, _, _ in columns]
+        position = names.index(coding.column) if coding.active and coding.column in names \
+            else None
+        if position is not None:
+            kinds[position] = "INT"
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            rows = [tuple(row[i] for i in keep) for row in rows]
             if position is not None:
-                kinds[position] = "INT"
-            while rows := cursor.fetchmany(FETCH_ROWS):
-                rows = [tuple(row[i] for i in keep) for row in rows]
-                if position is not None:
-                    rows = [row[:position] + (_label_value(coding, row[position]),)
-                            + row[position + 1:] for row in rows]
-                yield encode(rows, names, kinds)
+                rows = [row[:position] + (_label_value(coding, row[position]),)
+                        + row[position + 1:] for row in rows]
+            yield encode(rows, names, kinds)
 
 
 def _label_value(coding: LabelCoding, value: Any) -> Optional[int]:

@@ -24,7 +24,7 @@ from cartola.config import Config, load_config
 from cartola.errors import DataValidationError, InputDataError
 from cartola.data.source import find_input, resolve_input
 from cartola.data.spans import Span
-from cartola.orchestration import topology
+from cartola.orchestration import run_lock, topology
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
         _notify_failure(context)
     except Exception as err:  # pylint: disable=broad-except
         log.warning("failure notification not sent: %s", type(err).__name__)
+    end_run_lease(context)  # the DAG run has failed for good: let other runs have the home
 
 
 def _notify_failure(context: Mapping[str, Any]) -> None:
@@ -284,6 +285,43 @@ def push_result(config: Config, run_id: str) -> Dict[str, Any]:
     return result
 
 
+# --- The project home's run lock -----------------------------------------------------------
+
+def _dag_run_key(context: Mapping[str, Any]) -> Tuple[str, str]:
+    dag_run = context.get("dag_run")
+    dag_id = (getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", None)
+              or getattr(context.get("ti"), "dag_id", None))
+    return str(dag_id), str(getattr(dag_run, "run_id", None) or context.get("run_id"))
+
+
+def hold_home(config: Config, context: Mapping[str, Any]) -> None:
+    """Take or renew this DAG run's lease on the project home before a node runs.
+
+    The whole DAG run holds it, from its first task to its last (see
+    :mod:`cartola.orchestration.run_lock`): a ``cartola run`` or a run of another DAG on the
+    same home cannot slip in between two tasks. Waits, logging who holds the home every 30 s;
+    the wait counts against the task's ``execution_timeout``.
+    """
+    dag_run = _dag_run_key(context)
+    task = getattr(context.get("ti"), "task_id", "?")
+    run_lock.RunLock(config.project_home).acquire(
+        run_lock.holder_record(dag_run[1], f"airflow task {dag_run[0]}.{task}"),
+        say=log.warning, dag_run=dag_run, lease_seconds=DAGRUN_TIMEOUT.total_seconds())
+
+
+def end_run_lease(context: Mapping[str, Any]) -> None:
+    """Give the DAG run's lease back (last task, final failure, DAG end callbacks).
+
+    Never raises: a lease left behind ends by itself after ``DAGRUN_TIMEOUT``.
+    """
+    try:
+        dag_run = _dag_run_key(context)
+        if run_lock.RunLock(load_config().project_home).end_lease(dag_run):
+            log.info("project home released by DAG run %s/%s", *dag_run)
+    except Exception as err:  # pylint: disable=broad-except
+        log.warning("run lease not given back: %s: %s", type(err).__name__, err)
+
+
 # --- Task callables -------------------------------------------------------------------------
 
 def _node_input(node_id: str, context: Mapping[str, Any], config: Config,
@@ -315,6 +353,7 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
     from airflow.sdk.exceptions import AirflowFailException
     config = load_config()
     run_id = pipeline_run_id(context)
+    hold_home(config, context)
     folder, span = _node_input(node_id, context, config, run_id)
     started = time.monotonic()
     # Already imported when the worker preloaded TFX (cartola.orchestration.preload).
@@ -352,6 +391,7 @@ def report_push(**context: Any) -> Dict[str, Any]:
     pipeline ran fine but the serving folder did not change; its log says why.
     """
     from airflow.sdk.exceptions import AirflowSkipException  # pylint: disable=import-outside-toplevel
+    end_run_lease(context)  # the last task: the run is over whatever it reports
     result = context["ti"].xcom_pull(task_ids=topology.PUSHER) or {}
     if result.get("pushed"):
         message = f"New model version {result['version']} pushed to {result['destination']}."

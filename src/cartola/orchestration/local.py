@@ -11,26 +11,39 @@ from cartola.config import Config
 from cartola.data.source import resolve_input
 from cartola.orchestration import beam
 from cartola.orchestration.progress import component_progress
+from cartola.orchestration.run_lock import new_run_id
 
 
 def run_local(config: Config, data_root: Optional[str] = None,
-              span: Optional[str] = None) -> dict:
-    """Run the pipeline once on ``span`` (None: the latest); returns the span, the Beam
-    choice, what changed in the serving folder and the wall time."""
+              span: Optional[str] = None, run_id: Optional[str] = None) -> dict:
+    """Run the pipeline once on ``span`` (None: the latest) as pipeline run ``run_id`` (None:
+    a new one, named as LocalDagRunner names them); returns the run id, the span, the Beam
+    choice, what changed in the serving folder and the wall time.
+
+    The run id is chosen here, not inside LocalDagRunner, so the caller reports on its own
+    run rather than on whichever run is the latest."""
     resolved = resolve_input(config, config.path(Path(data_root)) if data_root
                              else config.data_dir, span)
     # Imported here: the CLI answers --help and bad input without paying TFX's import time.
-    from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
-    from cartola.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from tfx.dsl.compiler import compiler, constants
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.portable import runtime_parameter_utils
+    from cartola.pipeline import create_pipeline
     before = model_versions(config.model_serving_dir)
     started = time.monotonic()
     pipeline = create_pipeline(config, data_root, resolved)
     choice = beam.for_span(config, resolved)
     print(f"beam: {choice.reason}", file=sys.stderr, flush=True)
+    ir = compiler.Compiler().compile(pipeline)
+    run_id = run_id or new_run_id()
+    runtime_parameter_utils.substitute_runtime_parameter(
+        ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
     with component_progress(len(pipeline.components)):
-        LocalDagRunner().run(pipeline)
+        LocalDagRunner().run_with_ir(ir)
     after = model_versions(config.model_serving_dir)
     pushed = sorted(set(after) - set(before))
-    return {"seconds": time.monotonic() - started, "span": resolved, "beam": choice.reason,
+    return {"run_id": run_id, "seconds": time.monotonic() - started, "span": resolved,
+            "beam": choice.reason,
             "pushed_version": pushed[-1] if pushed else None,
             "latest_version": after[-1] if after else None}
