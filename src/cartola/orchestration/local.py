@@ -1,6 +1,7 @@
 """Run the whole pipeline in this process with TFX's LocalDagRunner."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -8,17 +9,24 @@ from typing import Optional
 
 from cartola.versions import model_versions
 from cartola.config import Config
+from cartola.console import COMPONENT
 from cartola.data.source import resolve_input
-from cartola.orchestration import beam
+from cartola.orchestration import beam, rerun
 from cartola.orchestration.progress import component_progress
 
 
 def run_local(config: Config, data_root: Optional[str] = None,
               span: Optional[str] = None) -> dict:
     """Run the pipeline once on ``span`` (None: the latest); returns the span, the Beam
-    choice, what changed in the serving folder and the wall time."""
-    resolved = resolve_input(config, config.path(Path(data_root)) if data_root
-                             else config.data_dir, span)
+    choice, what changed in the serving folder and the wall time, or ``unchanged`` and the
+    served version when the last run had the same inputs (:mod:`rerun`)."""
+    data_dir = config.path(Path(data_root)) if data_root else config.data_dir
+    resolved = resolve_input(config, data_dir, span)
+    key = rerun.fingerprint(config, resolved, data_dir) if rerun.applies(config) else ""
+    last = rerun.unchanged(config, key)
+    if last is not None:
+        return {"unchanged": True, "span": resolved, "seconds": 0.0,
+                "served_version": last["serving"]["served"]}
     # Imported here: the CLI answers --help and bad input without paying TFX's import time.
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
     from cartola.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
@@ -27,8 +35,16 @@ def run_local(config: Config, data_root: Optional[str] = None,
     pipeline = create_pipeline(config, data_root, resolved)
     choice = beam.for_span(config, resolved)
     print(f"beam: {choice.reason}", file=sys.stderr, flush=True)
-    with component_progress(len(pipeline.components)):
-        LocalDagRunner().run(pipeline)
+    rerun.forget(config)
+    with component_progress(len(pipeline.components)) as progress:
+        try:
+            LocalDagRunner().run(pipeline)
+        except Exception as err:
+            if progress.running:  # so the console's one line can name it
+                with contextlib.suppress(AttributeError):
+                    setattr(err, COMPONENT, progress.running)
+            raise
+    rerun.record(config, key, resolved)
     after = model_versions(config.model_serving_dir)
     pushed = sorted(set(after) - set(before))
     return {"seconds": time.monotonic() - started, "span": resolved, "beam": choice.reason,
