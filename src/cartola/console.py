@@ -22,7 +22,8 @@ from typing import Iterator, List, Optional, TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 KEEP_LOGS = 20  # newest log files kept per folder
-COMPONENT = "cartola_component"  # attribute naming the pipeline component an error stopped
+COMPONENT = "cartola_component"
+PROJECT_LOGGER = "cartola"  # records of this logger and its children are the project's lines  # attribute naming the pipeline component an error stopped
 
 
 class Console:
@@ -62,25 +63,39 @@ def _console_stream(stream: TextIO, fd: int, saved: int) -> TextIO:
                 errors="backslashreplace", closefd=False)
 
 
-@contextlib.contextmanager
-def _logging_to(log: TextIO) -> Iterator[None]:
-    """Route the root logger (and with it absl, TensorFlow, Beam) and warnings into ``log``.
+def _is_project(record: logging.LogRecord) -> bool:
+    return record.name == PROJECT_LOGGER or record.name.startswith(PROJECT_LOGGER + ".")
 
-    The handler put on the root logger first also keeps absl's ``basicConfig()`` and
-    TensorFlow's own stderr handler from being installed while the block runs."""
+
+@contextlib.contextmanager
+def _logging_to(log: TextIO, terminal: TextIO) -> Iterator[None]:
+    """Route the root logger (and with it absl, TensorFlow, Beam) and warnings into ``log``;
+    the project's own loggers (``cartola.*``) reach ``terminal`` too.
+
+    The handlers put on the root logger also keep absl's ``basicConfig()`` and TensorFlow's
+    own stderr handler from being installed while the block runs."""
     root = logging.getLogger()
-    saved: List[logging.Handler] = list(root.handlers)
-    handler = logging.StreamHandler(log)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    terminals = (sys.__stdout__, sys.__stderr__, sys.stdout, sys.stderr, terminal)
+    saved: List[logging.Handler] = [  # what writes to the terminal; a test's capture stays
+        handler for handler in root.handlers
+        if getattr(handler, "stream", None) in terminals
+        or type(handler).__name__ == "ABSLHandler"]
+    to_log = logging.StreamHandler(log)
+    to_log.setFormatter(logging.Formatter(LOG_FORMAT))
+    to_terminal = logging.StreamHandler(terminal)
+    to_terminal.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    to_terminal.addFilter(_is_project)
     for old in saved:
         root.removeHandler(old)
-    root.addHandler(handler)
+    root.addHandler(to_log)
+    root.addHandler(to_terminal)
     logging.captureWarnings(True)
     try:
         yield
     finally:
         logging.captureWarnings(False)
-        root.removeHandler(handler)
+        root.removeHandler(to_log)
+        root.removeHandler(to_terminal)
         for old in saved:
             root.addHandler(old)
 
@@ -105,7 +120,7 @@ def quiet_console(log_path: Optional[Path], verbose: bool = False) -> Iterator[C
         sys.stdout = _console_stream(old_out, 1, saved_out)
         sys.stderr = _console_stream(old_err, 2, saved_err)
         try:
-            with _logging_to(log):
+            with _logging_to(log, sys.stderr):
                 yield Console(log_path, verbose)
         finally:
             for stream in (sys.stdout, sys.stderr):
@@ -141,7 +156,7 @@ def run_quietly(command, args, log_path: Optional[Path], verbose: bool) -> int:
         try:
             code = command(args)
         except Exception as err:  # pylint: disable=broad-except
-            logging.getLogger("cartola").error("%s", "".join(
+            logging.getLogger("traceback").error("%s", "".join(
                 traceback.format_exception(type(err), err, err.__traceback__)))
             print(f"{one_line(args.command, err)}\nfull log: {console.log_path}",
                   file=sys.stderr)
