@@ -22,8 +22,8 @@ from typing import Iterator, List, Optional, TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 KEEP_LOGS = 20  # newest log files kept per folder
-COMPONENT = "cartola_component"
-PROJECT_LOGGER = "cartola"  # records of this logger and its children are the project's lines  # attribute naming the pipeline component an error stopped
+COMPONENT = "cartola_component"  # attribute naming the pipeline component an error stopped
+PROJECT_LOGGER = "cartola"  # records of this logger and its children are the project's lines
 
 
 class Console:
