@@ -57,6 +57,15 @@ def test_library_output_goes_to_the_log_and_project_lines_to_the_console(tmp_pat
                for handler in logging.getLogger().handlers)
 
 
+def test_a_users_mistake_stays_one_line(tmp_path, capfd):
+    log = console.log_path_for(tmp_path / "logs", "run")
+    code = console.run_quietly(_noisy_command, argparse.Namespace(command="run", code=2),
+                               log, verbose=False)
+    assert code == 2
+    assert "full log" not in capfd.readouterr().err
+    assert "Unable to register cuFFT factory" in log.read_text(encoding="utf-8")
+
+
 def test_verbose_shows_everything_and_writes_no_log(tmp_path, capfd):
     log = console.log_path_for(tmp_path / "logs", "run")
     code = console.run_quietly(_noisy_command, argparse.Namespace(command="run", code=4),

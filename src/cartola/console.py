@@ -23,6 +23,7 @@ from typing import Iterator, List, Optional, TextIO
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 KEEP_LOGS = 20  # newest log files kept per folder
 COMPONENT = "cartola_component"  # attribute naming the pipeline component an error stopped
+USER_MISTAKE = 2  # the exit code of a user's mistake, which its one line explains
 PROJECT_LOGGER = "cartola"  # records of this logger and its children are the project's lines
 
 
@@ -164,6 +165,6 @@ def run_quietly(command, args, log_path: Optional[Path], verbose: bool) -> int:
         except KeyboardInterrupt:
             print(f"cartola: interrupted; full log: {console.log_path}", file=sys.stderr)
             return 130
-        if console.has_output():
+        if code != USER_MISTAKE and console.has_output():  # a mistake stays one line
             print(f"full log: {console.log_path}", file=sys.stderr)
         return code
