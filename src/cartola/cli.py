@@ -44,7 +44,7 @@ def _run(args) -> int:
     where = {"data": args.data_root or str(config.data_dir), "span": args.span or "latest"}
     with notify.warnings_to_stderr():  # a failed notification is one line, never the exit code
         try:
-            result = run_local(config, args.data_root, args.span)
+            result = run_local(config, args.data_root, args.span, reuse=True)
         except DataValidationError as err:
             print(f"cartola: run stopped at data validation; nothing trained or pushed.\n{err}",
                   file=sys.stderr)

@@ -16,17 +16,20 @@ from cartola.orchestration.progress import component_progress
 
 
 def run_local(config: Config, data_root: Optional[str] = None,
-              span: Optional[str] = None) -> dict:
+              span: Optional[str] = None, reuse: bool = False) -> dict:
     """Run the pipeline once on ``span`` (None: the latest); returns the span, the Beam
     choice, what changed in the serving folder and the wall time, or ``unchanged`` and the
-    served version when the last run had the same inputs (:mod:`rerun`)."""
+    served version when ``reuse`` is set and the last run had the same inputs
+    (:mod:`rerun`; ``cartola run`` sets it)."""
     data_dir = config.path(Path(data_root)) if data_root else config.data_dir
     resolved = resolve_input(config, data_dir, span)
     key = rerun.fingerprint(config, resolved, data_dir) if rerun.applies(config) else ""
-    last = rerun.unchanged(config, key)
+    last = rerun.unchanged(config, key) if reuse else None
     if last is not None:
-        return {"unchanged": True, "span": resolved, "seconds": 0.0,
-                "served_version": last["serving"]["served"]}
+        versions = last["serving"]["versions"]
+        return {"unchanged": True, "span": resolved, "seconds": 0.0, "pushed_version": None,
+                "served_version": last["serving"]["served"],
+                "latest_version": versions[-1] if versions else None}
     # Imported here: the CLI answers --help and bad input without paying TFX's import time.
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
     from cartola.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
