@@ -9,6 +9,8 @@ one run, in batches of ``--batch-rows`` rows (the scoring chunk size):
 * (b) :meth:`ServedModel.predict_columns` on prebuilt checked columns (numpy, as (a) passes
   them): encode tf.Examples, call the signature;
 * (c) the bare signature on prebuilt serialized examples;
+* (d) :meth:`ServedModel.predict_by_name` on the same checked columns: the ``predict_raw``
+  signature fed tensors by name, no tf.Example written or parsed (what (a) calls now);
 
 then the tf.Example encoders alone: the row-by-row one batch scoring used before (kept here
 only for this comparison), the column-wise one on numpy columns and on Python lists (the
@@ -170,26 +172,34 @@ def _measure_paths(model, args, csv_file: Path, columns, examples) -> tuple:
                                config.conversion_threshold, tuple(config.segment_names)
                                ) if config.segment_status_column else None
     scorer = scoring.LocalScorer(model)
-    best, summary = float("inf"), None
-    for _ in range(args.repeat):
+    best, summary, adjacent = float("inf"), None, float("inf")
+    for _ in range(args.repeat):  # each pass of (a) next to a pass of (c): the same load
         summary = scoring.score_csv(csv_file, csv_file.with_name("scores.csv"), scorer, rule,
                                     id_column=config.id_column, chunk_rows=args.batch_rows,
                                     progress=False, delimiter=config.csv_delimiter,
                                     decimal=config.csv_decimal)
         best = min(best, summary.seconds)
+        started = time.perf_counter()
+        for part in batches:
+            model.predict_serialized(examples[part])
+        adjacent = min(adjacent, time.perf_counter() - started)
     if summary.scored != args.rows:
         raise SystemExit(f"bench: (a) scored {summary.scored:,} of {args.rows:,} rows; "
                          f"see {summary.rejects}")
     by_columns = np.concatenate([model.predict_columns({n: v[part] for n, v in columns.items()})
                                  for part in batches])
     written = pd.read_csv(summary.output)[scoring.PROBABILITY_COLUMN].to_numpy()
-    results = {"(a) cartola score: CSV in -> CSV out": args.rows / best}
+    results = {"(a) cartola score: CSV in -> CSV out": args.rows / best,
+               "(c) beside each pass of (a)": args.rows / adjacent}
     results.update(_rates({
         "(b) predict_columns, checked columns": [
             lambda part=part: model.predict_columns({n: v[part] for n, v in columns.items()})
             for part in batches],
         "(c) serving_default, serialized examples": [
             lambda part=part: model.predict_serialized(examples[part]) for part in batches],
+        "(d) predict_by_name, checked columns": [
+            lambda part=part: model.predict_by_name({n: v[part] for n, v in columns.items()})
+            for part in batches],
     }, args.rows, args.repeat))
     return results, float(np.max(np.abs(written - by_columns)))
 
@@ -246,9 +256,10 @@ def main() -> int:
     print(f"model {model_dir}/{versions[-1]}; {args.rows:,} rows ({span_file} repeated), "
           f"batches of {args.batch_rows:,} rows; CPUs: {os.cpu_count()}")
     signature = paths["(c) serving_default, serialized examples"]
-    print(f"{'path':<42} {'rows/s':>11} {'vs (c)':>7}")
+    by_name = paths["(d) predict_by_name, checked columns"]
+    print(f"{'path':<42} {'rows/s':>11} {'vs (c)':>7} {'vs (d)':>7}")
     for name, rate in paths.items():
-        print(f"{name:<42} {rate:>11,.0f} {rate / signature:>7.2f}")
+        print(f"{name:<42} {rate:>11,.0f} {rate / signature:>7.2f} {rate / by_name:>7.2f}")
     print(f"{'tf.Example encoder, alone':<42} {'rows/s':>11} {'vs (c)':>7}")
     for name, rate in encoders.items():
         print(f"{name:<42} {rate:>11,.0f} {rate / signature:>7.2f}")

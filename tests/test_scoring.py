@@ -343,3 +343,25 @@ def test_sample_data_every_row_scored_and_summary_matches_file(pushed_project, t
         assert match and int(match[1].replace(",", "")) == counts.get(segment, 0), printed.out
     assert "scored 20,000 of 20,000 rows" in printed.out and "rejected 0" in printed.out
     assert len(pd.read_csv(tmp_path / "scores.rejects.csv")) == 0
+
+
+@pytest.mark.e2e
+def test_by_name_signature_gives_the_same_numbers_or_steps_aside(pushed_project):
+    from cartola.serving.model import ServedModel  # pylint: disable=import-outside-toplevel
+    config, result = pushed_project
+    version = result["pushed_version"]
+    model = ServedModel.load(config.model_serving_dir / str(version), version)
+    sample = pd.read_csv(SAMPLE_CSV)
+    columns = {name: sample[name].to_numpy(dtype=float) for name in model.features}
+    assert any(np.isnan(values).any() for values in columns.values())  # missing values too
+    by_name = model.predict_by_name(columns)
+    assert np.array_equal(by_name, model.predict_columns(columns))  # bit for bit
+    lists = {name: [None if np.isnan(v) else v for v in values.tolist()]
+             for name, values in columns.items()}  # the row-wise path's form
+    assert np.array_equal(model.predict_by_name(lists), by_name)
+    ints = [name for name, feature in model.features.items() if feature.kind == "int"]
+    if ints:  # float32 cannot hold this int exactly: the tf.Example path must score it
+        huge = dict(columns, **{ints[0]: np.full(len(sample), 2.0 ** 25 + 1)})
+        assert model.predict_by_name(huge) is None
+    assert model.predict_by_name(dict(columns, **{next(iter(columns)): np.full(
+        len(sample), 1e39)})) is None  # beyond float32

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import List, Optional
 
-from cartola import tools_cli
+from cartola import console, tools_cli
 from cartola.config import ConfigError, load_config
 from cartola.errors import DataValidationError, InputDataError, RunFaultError
 from cartola.monitoring import commands as monitor_commands
@@ -58,7 +59,7 @@ def _run_locked(args, config, run_id: str) -> int:
     where = {"data": args.data_root or str(config.data_dir), "span": args.span or "latest"}
     with notify.warnings_to_stderr():  # a failed notification is one line, never the exit code
         try:
-            result = run_local(config, args.data_root, args.span, run_id)
+            result = run_local(config, args.data_root, args.span, run_id, reuse=True)
         except DataValidationError as err:
             print(f"cartola: run stopped at data validation; nothing trained or pushed.\n{err}",
                   file=sys.stderr)
@@ -79,6 +80,11 @@ def _run_locked(args, config, run_id: str) -> int:
             notify.notify(config, "run_failed", "cartola run failed",
                           f"{type(err).__name__}: {err}", where)
             raise
+        if result.get("unchanged"):
+            version = result["served_version"]
+            print("nothing changed; " + (f"serving version {version}" if version
+                                         else "no model is served"))
+            return 0
         serving = config.model_serving_dir
         print(f"pipeline finished in {result['seconds']:.1f} s on span {result['span'].name} "
               f"({result['span'].location})")
@@ -110,8 +116,6 @@ def _names(text: Optional[str]) -> List[str]:
 
 def _init(args) -> int:
     tools_cli.quiet_google_warnings()
-    from pathlib import Path  # pylint: disable=import-outside-toplevel
-
     from cartola.data.checks import check_text_inputs  # pylint: disable=import-outside-toplevel
     check_text_inputs(Path(args.data))
     from cartola.data.init import init_dataset  # pylint: disable=import-outside-toplevel
@@ -137,8 +141,6 @@ def _init(args) -> int:
 
 
 def _load_sample(args) -> int:
-    from pathlib import Path  # pylint: disable=import-outside-toplevel
-
     from cartola.data import postgres  # pylint: disable=import-outside-toplevel
     config = load_config(args.config)
     changes = {"source": "postgresql", "db_table": args.table or config.db_table}
@@ -168,10 +170,32 @@ def _load_sample(args) -> int:
     return 0
 
 
+def _log_path(args) -> Optional[Path]:
+    """The command's library log: in the new project's folder for ``init``, else beside the
+    pipeline's artifacts; None (no redirection) when the config cannot be read."""
+    if args.command == "init":
+        return console.log_path_for(Path(args.dir) / "logs", args.command)
+    try:
+        return console.log_path_for(load_config(args.config).pipeline_dir / "logs", args.command)
+    except ConfigError:
+        return None
+
+
+def _dispatch(args) -> int:
+    try:
+        return args.func(args)
+    except (ConfigError, InputDataError) as err:
+        print(f"cartola: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``cartola`` command."""
     parser = argparse.ArgumentParser(prog="cartola", description=__doc__)
     parser.add_argument("--config", help="TOML config file (default: $CARTOLA_CONFIG)")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="show the libraries' output (TensorFlow, absl, Beam, TFMA) on the "
+                             "console instead of in the run's log file")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the pipeline end to end with LocalDagRunner")
     run.add_argument("--data-root", help="data root: span folders or CSV files "
@@ -222,12 +246,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     tools_cli.register(commands)
     registry_commands.register(commands)
     monitor_commands.register(commands)
+    for sub in commands.choices.values():  # also after the command: cartola run --verbose
+        sub.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, InputDataError) as err:
-        print(f"cartola: {err}", file=sys.stderr)
-        return 2
+    return console.run_quietly(_dispatch, args, _log_path(args), args.verbose)
 
 
 if __name__ == "__main__":

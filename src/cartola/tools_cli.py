@@ -87,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
     from cartola.serving import server  # pylint: disable=import-outside-toplevel
     config = load_config(args.config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("cartola").setLevel(logging.INFO)  # the server's lines, on a quiet console
     model_dir = Path(args.model_dir) if args.model_dir else config.model_serving_dir
     try:
         return server.serve(args, model_dir, args.model_name or config.model_name, config)

@@ -33,13 +33,18 @@ class ComponentProgress(logging.Filter):
         super().__init__()
         self.total, self.stream, self.floor, self.now = total, stream, floor, now
         self.begun = now()
-        self.started: dict = {}
+        self.started: dict = {}  # the components running now, by start time
         self.done = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg in (STARTED, FINISHED, SKIPPED) and record.args:
             self.event(record.msg, str(record.args[0]))
         return record.levelno >= self.floor
+
+    @property
+    def running(self) -> Optional[str]:
+        """The component started last and not finished: the one an error stopped."""
+        return list(self.started)[-1] if self.started else None
 
     def event(self, message: str, node: str) -> None:
         """Print one progress line for ``node``."""
@@ -49,7 +54,7 @@ class ComponentProgress(logging.Filter):
             what = "started"
         else:
             self.done += 1
-            what = (f"finished in {at - self.started.get(node, at):.1f} s"
+            what = (f"finished in {at - self.started.pop(node, at):.1f} s"
                     if message == FINISHED else "skipped")
         self.stream.write(f"[{clock(at - self.begun)}] {node} {what} "
                           f"({self.done}/{self.total} done)\n")

@@ -402,6 +402,21 @@ def _tensor_info(spec, name: str) -> dict:
             "tensor_shape": {"dim": dims, "unknown_rank": False}}
 
 
+_FLOAT32_EXACT_INT = 2 ** 24  # every int up to this is exact in float32
+
+
+def _takes_features_by_name(function, features: Mapping[str, RawFeature]) -> bool:
+    """Whether ``function`` (``predict_raw``) takes exactly ``features``: float32 numbers,
+    strings as strings."""
+    if function is None:
+        return False
+    tf = _import_tf()
+    inputs = function.structured_input_signature[1]
+    return set(inputs) == set(features) and all(
+        inputs[name].dtype == (tf.string if feature.kind == "string" else tf.float32)
+        for name, feature in features.items())
+
+
 class ServedModel:
     """One loaded SavedModel version: raw feature spec, metadata and predictions."""
 
@@ -414,6 +429,9 @@ class ServedModel:
             raise ModelLoadError(f"{path}: no {EXAMPLES_SIGNATURE!r} signature")
         self._serve = signatures[EXAMPLES_SIGNATURE]
         self.features = raw_features_of(self._serve)
+        self._by_name = (signatures[RAW_SIGNATURE]
+                         if _takes_features_by_name(signatures.get(RAW_SIGNATURE), self.features)
+                         else None)
         self.signature_defs = {}
         for sig_name, function in signatures.items():
             inputs = function.structured_input_signature[1]
@@ -451,6 +469,32 @@ class ServedModel:
         """PRO probabilities of checked columns (see :func:`columns_from_instances`; numpy
         columns as :func:`build_examples` takes them work too, as batch scoring passes)."""
         return self.predict_serialized(build_examples(columns, self.features))
+
+    def predict_by_name(self, columns: Mapping[str, Sequence[Any]]) -> Optional[np.ndarray]:
+        """PRO probabilities of checked columns through ``predict_raw``, which takes them as
+        tensors (no tf.Example to write or parse: several times faster than
+        :meth:`predict_columns`); None when that could differ from :meth:`predict_columns`:
+        no such signature, an int float32 does not hold exactly, an empty string (missing
+        there), a number beyond float32."""
+        if self._by_name is None or not columns:
+            return None
+        tf = _import_tf()
+        tensors = {}
+        for name, values in columns.items():
+            kind = self.features[name].kind
+            if kind == "string":
+                text = ["" if value is None else value for value in values]
+                if any(value == "" for value, given in zip(text, values) if given is not None):
+                    return None
+                tensors[name] = tf.constant(text, dtype=tf.string)
+                continue
+            numbers = np.asarray(values, dtype=np.float64)  # None -> NaN: missing in both
+            narrow = numbers.astype(np.float32)
+            if np.isinf(narrow).any() or (kind == "int" and (
+                    np.abs(np.nan_to_num(numbers)) > _FLOAT32_EXACT_INT).any()):
+                return None
+            tensors[name] = tf.constant(narrow)
+        return self._by_name(**tensors)[OUTPUT_KEY].numpy().reshape(-1)
 
     def predict_instances(self, instances: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Validate raw feature objects and predict, as the server does for ``instances``."""
