@@ -159,7 +159,9 @@ def test_conf_data_root_is_validated(tmp_path, airflow_env):  # pylint: disable=
     config = make_config(tmp_path)
     other = tmp_path / "other"
     other.mkdir()
-    (other / "part.csv").write_text("id,pro_target\n1,0\n", encoding="utf-8")
+    # Enough rows for the split (the curated schema's minimum per split).
+    (other / "part.csv").write_text("id,pro_target\n" + "".join(
+        f"{i},{i % 2}\n" for i in range(500)), encoding="utf-8")
     assert airflow_tasks.run_input(_context(), config)[0] is None
     assert airflow_tasks.run_input(_context({"data_root": None}), config)[0] is None
     folder, span = airflow_tasks.run_input(_context({"data_root": str(other)}), config)

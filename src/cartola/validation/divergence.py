@@ -212,8 +212,8 @@ def label_shift(reference, current, label: str, max_odds_ratio: float,
         num = found.num_stats
         shares.append((num.mean, num.common_stats.num_non_missing))
     (p1, n1), (p2, n2) = shares[0], shares[1]
-    if min(n1, n2) == 0:
-        return None
+    if min(n1, n2) == 0 or p2 in (0.0, 1.0) or p1 in (0.0, 1.0):
+        return None  # a single class: the schema gate's one line names it
     eps = 0.5 / max(n1, n2)
     ratio = (max(p2, eps) / max(1 - p2, eps)) / (max(p1, eps) / max(1 - p1, eps))
     pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
