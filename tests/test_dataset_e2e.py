@@ -180,10 +180,12 @@ def test_negative_count_is_a_schema_anomaly(pushed_project, tmp_path):
     from cartola.errors import DataValidationError  # pylint: disable=import-outside-toplevel
     from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
-    frame = pd.read_csv(SAMPLE_CSV, nrows=3000)
-    frame.loc[frame.index[:40], "anos_como_pro"] = -3  # years as a PRO cannot be negative
+    frame = pd.read_csv(SAMPLE_CSV, nrows=3000, dtype=str, keep_default_na=False)
+    frame.loc[frame.index[:40], "anos_como_pro"] = "-3"  # years as a PRO cannot be negative
     (tmp_path / "negative").mkdir()
     frame.to_csv(tmp_path / "negative" / "data.csv", index=False)
-    with pytest.raises(DataValidationError, match=r"feature 'anos_como_pro'.*"
-                                                  r"(OUT_OF_RANGE|out-of-range|below)"):
+    with pytest.raises(DataValidationError) as stopped:
         run_local(config, str(tmp_path / "negative"))
+    problems = [line.strip() for line in str(stopped.value).splitlines()[1:]]
+    assert problems == [f"[{split}] feature 'anos_como_pro': INT_TYPE_SMALL_INT: Unexpectedly "
+                        "small value: -3." for split in ("eval", "train")], problems

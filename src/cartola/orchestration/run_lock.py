@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 LOCK_DIR = ".cartola"
 # How often a waiting run retries, and how often it says again who it waits for.
+SIBLING_WAIT_SECONDS = 2.0
 POLL_SECONDS = 1.0
 SAY_EVERY_SECONDS = 30.0
 
@@ -144,7 +145,7 @@ class RunLock:
         With ``dag_run`` (dag id, run id), take or renew that DAG run's lease and let go of
         the kernel lock at once; without, keep the kernel lock until :meth:`release`.
         """
-        if not self._try_flock():
+        if not self._try_flock() and not self._sibling_done(dag_run):
             return describe(self.holder())
         record = {**record, "started": time.time()}
         try:
@@ -168,6 +169,22 @@ class RunLock:
         except BaseException:
             self._unflock()
             raise
+
+    def _sibling_done(self, dag_run: Optional[Tuple[str, str]]) -> bool:
+        """Whether the kernel lock, held by another task of ``dag_run`` renewing the lease
+        (for milliseconds), came to this one within a moment; parallel tasks of one DAG run
+        then start together instead of a poll interval apart."""
+        if dag_run is None:
+            return False
+        holder = self.holder()
+        if (holder.get("dag_id"), holder.get("run_id")) != tuple(dag_run):
+            return False
+        deadline = time.monotonic() + SIBLING_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            if self._try_flock():
+                return True
+        return False
 
     def acquire(self, record: Dict[str, Any], wait: bool = True,
                 say: Callable[[str], None] = print,
