@@ -373,8 +373,10 @@ def test_backfill_span_after_span_survives_kill_9_and_stops_at_drift(tmp_path):
     from cartola.data.spans import span_label
     data = tmp_path / "data"
     _backfill_data(data)
+    # Slots for the scheduler's own run of a new week too (see below), which runs beside the
+    # backfill and stops at its first task: the backfill's parallel tasks still overlap.
     config = profile_config(tmp_path / "project", "sqlite", data_root=str(data),
-                            schedule="@weekly")
+                            schedule="@weekly", airflow_parallelism=8)
     # Paused until the backfill exists, so the scheduler's own latest run (week 3) is not
     # created first: it then finds the backfill's run for that date and skips it.
     local = local_airflow(config, export_config=True,

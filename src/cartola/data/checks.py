@@ -200,6 +200,14 @@ def check_input_dir(data_dir: Path, delimiter: str = ",", decimal: str = ".",
     """Check every ``*.csv`` file CsvExampleGen will read; return them, or raise
     InputDataError naming the file, the line and the problem. ``fewest_rows``: the rows the
     folder must hold in all (see :func:`min_rows`)."""
+    files, total = checked_rows(data_dir, delimiter, decimal, label)
+    require_rows(files, data_dir, total, fewest_rows)
+    return files
+
+
+def checked_rows(data_dir: Path, delimiter: str = ",", decimal: str = ".",
+                 label: Optional[LabelCoding] = None) -> Tuple[List[Path], int]:
+    """:func:`check_input_dir` without the row minimum: (files, data rows in all)."""
     if not data_dir.is_dir():
         raise InputDataError(f"input folder not found: {data_dir}")
     files = sorted(data_dir.glob("*.csv"))
@@ -216,12 +224,16 @@ def check_input_dir(data_dir: Path, delimiter: str = ",", decimal: str = ".",
         problem = compare_headers(files[0], first_header, path, header)
         if problem:
             raise InputDataError(problem)
+    return files, total
+
+
+def require_rows(files: List[Path], data_dir: Path, total: int, fewest_rows: int) -> None:
+    """Raise InputDataError when a folder's ``total`` rows are fewer than ``fewest_rows``."""
     if total < fewest_rows:
         where = files[0] if len(files) == 1 else data_dir
         raise InputDataError(f"{where}: {total:,} data rows; the pipeline needs at least "
                              f"{fewest_rows:,} (its eval split must hold the schema's minimum "
                              "of examples per split)")
-    return files
 
 
 def min_rows(min_per_split: int, train_buckets: int, eval_buckets: int) -> int:

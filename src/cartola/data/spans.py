@@ -19,7 +19,8 @@ import re
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
-from cartola.data.checks import check_input_dir, compare_headers, file_header
+from cartola.data.checks import (check_input_dir, checked_rows, compare_headers, file_header,
+                                 require_rows)
 from cartola.errors import InputDataError
 
 EPOCH = dt.date(1970, 1, 1)
@@ -192,7 +193,7 @@ def resolve_span(data_dir: Path, pattern: str, requested: Union[str, int, None] 
     if not any(path.is_file() for path in span.folder.glob(files)):
         raise InputDataError(f"span {span.name} ({span.folder}): empty, no file matching "
                              f"{files!r}; nothing to train on")
-    checked = check_input_dir(span.folder, delimiter, decimal, label, min_rows)
+    checked, rows = checked_rows(span.folder, delimiter, decimal, label)
     before = [other for other in spans if other.number < span.number]
     if before:
         previous = check_input_dir(before[-1].folder, delimiter, decimal)[0]
@@ -200,6 +201,7 @@ def resolve_span(data_dir: Path, pattern: str, requested: Union[str, int, None] 
                                   file_header(checked[0], delimiter))
         if problem:
             raise InputDataError(f"span {span.name}: {problem} (span {before[-1].name})")
+    require_rows(checked, span.folder, rows, min_rows)  # after the header: the worse problem
     return span
 
 
