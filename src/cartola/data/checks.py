@@ -61,8 +61,10 @@ def check_text(path: Path) -> None:
 def check_text_inputs(data: Path) -> None:
     """:func:`check_text` on a CSV file, or on every ``*.csv`` in a folder and its span
     folders: the quick refusal of bytes that are no text, before anything heavier loads."""
-    files = [data] if data.is_file() else sorted(data.glob("*.csv")) + sorted(
-        data.glob("*/*.csv")) if data.is_dir() else []
+    if data.is_file():
+        files = [data]
+    else:
+        files = sorted(data.glob("*.csv")) + sorted(data.glob("*/*.csv"))
     for path in files:
         check_text(path)
 

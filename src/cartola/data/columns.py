@@ -11,6 +11,7 @@ from typing import Dict, Optional
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 # A column that alone ranks the label this well is almost surely computed from it, or
 # recorded after it (a tip amount beside "tipped", a churn date beside "churned").
@@ -40,9 +41,7 @@ def single_column_auc(values: pd.Series, label: np.ndarray) -> Optional[float]:
         score = values.astype(float).fillna(values.min() - 1 if values.notna().any() else 0)
     else:
         score = _out_of_fold_share(values.fillna("").astype(str), label)
-    ranks = score.rank().to_numpy()
-    auc = (ranks[label == 1].sum() - positives * (positives + 1) / 2) / (
-        positives * (len(label) - positives))
+    auc = roc_auc_score(label, score.to_numpy())
     return float(max(auc, 1.0 - auc))
 
 
