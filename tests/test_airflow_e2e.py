@@ -329,7 +329,11 @@ def _assert_survived_kill(config, run_id, tis, retry_log, preloaded) -> None:
     assert preloaded == set(topology.NODES) - {"Trainer"}
     assert "(TFX already loaded)" in retry_log
     assert staging_dirs(config) == []
-    assert node_states(config, run_id) == {node: ["COMPLETE"] for node in topology.NODES}
+    states = node_states(config, run_id)
+    # The schema import reads no span: the scheduler's own run of the new week, beside the
+    # backfill, may have imported it first, and the backfill's run then reuses it.
+    assert states.pop("ImportSchemaGen") in (["COMPLETE"], ["CACHED"])
+    assert states == {node: ["COMPLETE"] for node in topology.NODES if node != "ImportSchemaGen"}
 
 
 def _assert_week_2_challenged_the_champion(config, ids) -> dict:
