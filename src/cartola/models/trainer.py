@@ -1,0 +1,99 @@
+"""Trainer's ``run_fn``: trains the configured model family, or, with ``auto``, every
+candidate family on the train split, keeps the one with the lowest eval-split log loss and
+exports it (signatures in :mod:`cartola.models.model`), recording each candidate's eval
+AUC, log loss and training time in the SavedModel (:mod:`cartola.models.model_info`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict, List, Tuple
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# pylint: disable=wrong-import-position
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from cartola.models import model as keras_models
+from cartola.models import model_info
+
+FAMILIES = ("linear", "dnn", "gbt")
+# The dnn family's layers when hidden_units is not configured.
+DEFAULT_HIDDEN_UNITS = (64, 32)
+EPSILON = 1e-7
+
+
+def candidates(spec: Dict[str, Any]) -> Tuple[str, ...]:
+    """Families to train: the configured one, or all of them for ``auto``."""
+    family = spec.get("model_family", "auto")
+    return FAMILIES if family == "auto" else (family,)
+
+
+def eval_scores(model, fn_args, tf_transform_output, spec) -> Tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of ``model`` on the transformed eval split."""
+    labels, scores = [], []
+    keys = keras_models.feature_keys(spec)
+    for batch, label in keras_models.dataset(fn_args.eval_files, fn_args.data_accessor,
+                                             tf_transform_output, spec, False, 8192):
+        scores.append(np.asarray(model({key: batch[key] for key in keys})).reshape(-1))
+        labels.append(label.numpy().reshape(-1))
+    return np.concatenate(labels), np.concatenate(scores)
+
+
+def binary_metrics(labels: np.ndarray, scores: np.ndarray) -> Dict[str, float]:
+    """AUC (ties counted half) and log loss (probabilities clipped to [1e-7, 1 - 1e-7])."""
+    from scipy import stats  # pylint: disable=import-outside-toplevel
+    labels = labels.astype(bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    ranks = stats.rankdata(scores)
+    auc = ((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+           if positives and negatives else float("nan"))
+    clipped = np.clip(scores, EPSILON, 1 - EPSILON)
+    loss = -np.mean(np.where(labels, np.log(clipped), np.log(1 - clipped)))
+    return {"auc": float(auc), "log_loss": float(loss)}
+
+
+def _train(family: str, fn_args, tf_transform_output, spec, plan, rows: int):
+    if family == "gbt":
+        from cartola.models.gbt import train_gbt  # pylint: disable=import-outside-toplevel
+        return train_gbt(fn_args, tf_transform_output, spec, int(spec.get("threads", 0)), rows)
+    hidden = () if family == "linear" else tuple(spec["hidden_units"]) or DEFAULT_HIDDEN_UNITS
+    return keras_models.train_keras(fn_args, tf_transform_output, spec, hidden, plan)
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    """TFX Trainer entry point; ``fn_args.custom_config`` is
+    :func:`cartola.models.features.feature_spec`."""
+    spec = fn_args.custom_config
+    threads = keras_models.set_threads(spec.get("threads", 0))
+    tf.config.experimental.enable_op_determinism()
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    rows = keras_models.count_records(fn_args.train_files)
+    plan = keras_models.training_plan(rows, spec["batch_size"])
+    families = candidates(spec)
+    print(f"training {' and '.join(families)} on {rows} rows: batch size {plan['batch_size']} "
+          f"({'configured' if spec['batch_size'] > 0 else 'derived'}), "
+          f"{plan['steps_per_epoch']} steps per epoch, up to {spec['max_epochs']} epochs; "
+          f"{threads}", flush=True)
+    tried: List[Dict[str, Any]] = []
+    best = None
+    for family in families:
+        begun = time.monotonic()
+        model = _train(family, fn_args, tf_transform_output, spec, plan, rows)
+        seconds = time.monotonic() - begun
+        figures = binary_metrics(*eval_scores(model, fn_args, tf_transform_output, spec))
+        tried.append({"family": family, "seconds": round(seconds, 1), **figures})
+        print(f"{family}: eval AUC {figures['auc']:.4f}, log loss {figures['log_loss']:.4f} "
+              f"({seconds:.1f} s)", flush=True)
+        if best is None or figures["log_loss"] < best[1]:
+            best = (family, figures["log_loss"], model)
+    family, _, model = best
+    if len(families) > 1:
+        print(f"selected {family}: lowest eval log loss", flush=True)
+    model.save(fn_args.serving_model_dir, save_format="tf",
+               signatures=keras_models.add_signatures(model, tf_transform_output, spec))
+    model_info.write_info(fn_args.serving_model_dir, family, tried,
+                          selection=spec.get("model_family", "auto"))
