@@ -135,6 +135,9 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # beyond that; 0: every row), since TF-DF holds its training set in memory.
     gbt_num_trees: int = 300
     gbt_max_rows: int = 250_000
+    # auto also exports each candidate's SavedModel under the Trainer's model_run folder
+    # (candidates/<family>), to compare them on other data (bench/model_quality.py does).
+    keep_candidates: bool = False
     learning_rate: float = 0.05
     # 0: derived from the training rows (cartola.models.model.training_plan: 256 for the
     # sample, up to 8192 for millions of rows); > 0: that batch size.

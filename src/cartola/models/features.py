@@ -42,6 +42,7 @@ def feature_spec(config) -> Dict[str, Any]:
         "hidden_units": list(config.hidden_units),
         "gbt_num_trees": int(config.gbt_num_trees),
         "gbt_max_rows": int(config.gbt_max_rows),
+        "keep_candidates": bool(config.keep_candidates),
         "learning_rate": float(config.learning_rate),
         "batch_size": int(config.batch_size),
         "max_epochs": int(config.max_epochs),
@@ -51,6 +52,17 @@ def feature_spec(config) -> Dict[str, Any]:
         "seed": int(config.seed),
         "code_version": code_version(),
     }
+
+
+# What only the Trainer reads: changing it must not re-run Transform.
+TRAINER_ONLY = ("model_family", "hidden_units", "gbt_num_trees", "gbt_max_rows",
+                "keep_candidates", "learning_rate", "batch_size", "max_epochs", "patience",
+                "log_every", "threads")
+
+
+def transform_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """The part of :func:`feature_spec` Transform needs (its cache key)."""
+    return {key: value for key, value in spec.items() if key not in TRAINER_ONLY}
 
 
 def raw_features(spec: Dict[str, Any]) -> List[str]:

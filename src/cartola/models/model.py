@@ -53,8 +53,8 @@ def count_records(file_patterns) -> int:
     """Examples in TFRecord files (gzip or not), counted in TensorFlow, not in Python."""
     files = sorted(name for pattern in file_patterns for name in tf.io.gfile.glob(pattern))
     compression = "GZIP" if files and all(name.endswith(".gz") for name in files) else ""
-    dataset = tf.data.TFRecordDataset(files, compression_type=compression)
-    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+    records = tf.data.TFRecordDataset(files, compression_type=compression)
+    return int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
 def set_threads(threads: int) -> str:

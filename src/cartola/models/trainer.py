@@ -2,6 +2,8 @@
 candidate family on the train split, keeps the one with the lowest eval-split log loss and
 exports it (signatures in :mod:`cartola.models.model`), recording each candidate's eval
 AUC, log loss and training time in the SavedModel (:mod:`cartola.models.model_info`).
+With ``keep_candidates``, every candidate is also exported under the Trainer's model_run
+folder (``candidates/<family>``), to compare them on other data.
 """
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ def run_fn(fn_args: FnArgs) -> None:
           f"{plan['steps_per_epoch']} steps per epoch, up to {spec['max_epochs']} epochs; "
           f"{threads}", flush=True)
     tried: List[Dict[str, Any]] = []
-    best = None
+    best: Tuple[str, float, Any] = ("", float("inf"), None)
     for family in families:
         begun = time.monotonic()
         model = _train(family, fn_args, tf_transform_output, spec, plan, rows)
@@ -88,12 +90,18 @@ def run_fn(fn_args: FnArgs) -> None:
         tried.append({"family": family, "seconds": round(seconds, 1), **figures})
         print(f"{family}: eval AUC {figures['auc']:.4f}, log loss {figures['log_loss']:.4f} "
               f"({seconds:.1f} s)", flush=True)
-        if best is None or figures["log_loss"] < best[1]:
+        if spec.get("keep_candidates") and len(families) > 1:
+            _export(model, family, tried[-1:], os.path.join(fn_args.model_run_dir, "candidates",
+                                                            family), tf_transform_output, spec)
+        if figures["log_loss"] < best[1] or best[2] is None:
             best = (family, figures["log_loss"], model)
     family, _, model = best
     if len(families) > 1:
         print(f"selected {family}: lowest eval log loss", flush=True)
-    model.save(fn_args.serving_model_dir, save_format="tf",
+    _export(model, family, tried, fn_args.serving_model_dir, tf_transform_output, spec)
+
+
+def _export(model, family: str, tried, directory: str, tf_transform_output, spec) -> None:
+    model.save(directory, save_format="tf",
                signatures=keras_models.add_signatures(model, tf_transform_output, spec))
-    model_info.write_info(fn_args.serving_model_dir, family, tried,
-                          selection=spec.get("model_family", "auto"))
+    model_info.write_info(directory, family, tried, selection=spec.get("model_family", "auto"))
