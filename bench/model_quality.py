@@ -94,8 +94,7 @@ def _score(model_dir: Path, test_csv: Path, out_csv: Path, label: str):
               id_column="", progress=False)
     scored = pd.read_csv(out_csv)
     labels = pd.read_csv(test_csv, usecols=[label])[label].to_numpy()
-    row_column = scored.columns[0]
-    rows = scored[row_column].to_numpy() - scored[row_column].min() if len(scored) else []
+    rows = scored["line"].to_numpy() - 2  # line 1 is the header
     return labels[rows], scored["probability"].to_numpy(), len(labels) - len(scored)
 
 

@@ -99,7 +99,6 @@ def eval_config(config: Config) -> tfma.EvalConfig:
                           per_slice_thresholds=_overall_threshold(0.5)),
         tfma.MetricConfig(class_name=LogLossGain.__name__, module=LogLossGain.__module__,
                           per_slice_thresholds=_overall_threshold(MIN_LOG_LOSS_GAIN)),
-        tfma.MetricConfig(class_name="BinaryCrossEntropy"),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),
         tfma.MetricConfig(class_name="BinaryAccuracy"),

@@ -33,7 +33,7 @@ from cartola.pages import CSS, figure_png, fmt, img, load_statistics, pyplot, sp
 from cartola.serving.model import ModelLoadError
 
 ASSETS_PREFIX = "report_"
-_METRIC_ORDER = ("example_count", "auc", "auc_lower_bound", "ks", "binary_crossentropy",
+_METRIC_ORDER = ("example_count", "auc", "auc_lower_bound", "ks",
                  "log_loss_gain", "precision", "recall", "binary_accuracy", "calibration",
                  "mean_label", "mean_prediction", "loss")
 
