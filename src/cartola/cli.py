@@ -84,18 +84,34 @@ def _run(args) -> int:
     return 0
 
 
+def _names(text: Optional[str]) -> List[str]:
+    """Column names of a comma-separated flag value."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
 def _init(args) -> int:
     tools_cli.quiet_google_warnings()
     from pathlib import Path  # pylint: disable=import-outside-toplevel
 
+    from cartola.data.checks import check_text_inputs  # pylint: disable=import-outside-toplevel
+    check_text_inputs(Path(args.data))
     from cartola.data.init import init_dataset  # pylint: disable=import-outside-toplevel
     config_path, schema_path, proposal = init_dataset(
-        Path(args.dir), Path(args.data), args.label, args.id_column, args.force)
-    print(f"label: {proposal['label']}; id column: {proposal['id_column'] or '(none)'}")
+        Path(args.dir), Path(args.data), args.label, args.id_column, args.force,
+        positive_label=args.positive_label, exclude=_names(args.exclude),
+        keep=_names(args.keep), name=args.name)
+    coding = proposal["coding"]
+    print(f"name: {proposal['name']}; label: {proposal['label']}"
+          + (f" ({coding.positive!r} = 1, {coding.negative!r} = 0)" if coding.active else "")
+          + f"; id column: {proposal['id_column'] or '(none)'}")
     print(f"numeric features: {', '.join(proposal['numeric_features']) or '(none)'}")
     print(f"categorical features: {', '.join(proposal['categorical_features']) or '(none)'}")
     for note in proposal["notes"]:
         print(f"left out: {note}")
+    for name, auc in proposal["leaks"].items():
+        if name in _names(args.keep):
+            print(f"warning: kept {name!r} (--keep), which alone ranks the label with AUC "
+                  f"{auc:.3f}: a probable leak")
     print(f"wrote {config_path} and {schema_path}; review them, then:\n"
           f"  cartola --config {config_path} run")
     return 0
@@ -150,8 +166,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "DIR/config.toml and DIR/schema.pbtxt for review; the config starts from "
                     "neutral defaults (no id unless one is found, no clipping, no slice).")
     init.add_argument("dir", help="folder for the config, the schema and the run's outputs")
-    init.add_argument("--data", required=True, help="folder of the data set's CSV files")
-    init.add_argument("--label", required=True, help="the 0/1 column to predict")
+    init.add_argument("--data", required=True,
+                      help="the data set's CSV file, or a folder of them (or of span folders)")
+    init.add_argument("--label", required=True, help="the two-valued column to predict")
+    init.add_argument("--positive-label", help="the label value to predict (read as 1); "
+                                               "default: 1, or the yes/true side of the pair")
+    init.add_argument("--exclude", help="columns to leave out, comma-separated")
+    init.add_argument("--keep", help="columns to keep although init would leave them out as "
+                                     "probable leaks, comma-separated")
+    init.add_argument("--name", help="pipeline and model name (default: the data folder's)")
     init.add_argument("--id-column", help="id column ('' for none; default: guessed)")
     init.add_argument("--force", action="store_true", help="replace an existing config/schema")
     init.set_defaults(func=_init)

@@ -91,8 +91,12 @@ class Config:  # pylint: disable=too-many-instance-attributes
     db_query: str = ""
     snapshot_column: str = "snapshot_date"
 
-    # Data layout: a binary 0/1 label; an optional id column kept out of the features.
+    # Data layout: a binary label; an optional id column kept out of the features.
     label: str = ""
+    # A label exported as text (cartola.data.labels): the value read as 1, and the one read
+    # as 0 (empty: any other value). Empty positive_label: the label is already 0/1.
+    positive_label: str = ""
+    negative_label: str = ""
     id_column: str = ""
     # CSV dialect of the input files: field delimiter, and the decimal mark of numbers
     # ("," for files exported by spreadsheets in Portuguese, German, ...).
@@ -324,6 +328,9 @@ class Config:  # pylint: disable=too-many-instance-attributes
         if self.csv_decimal not in (".", ",") or self.csv_decimal == self.csv_delimiter:
             raise ConfigError(f"csv_decimal must be '.' or ',' (and not the delimiter), got "
                               f"{self.csv_decimal!r}")
+        if self.negative_label and (not self.positive_label
+                                    or self.negative_label == self.positive_label):
+            raise ConfigError("negative_label needs a different positive_label")
         if not 0.0 <= self.min_positive_rate <= self.max_positive_rate <= 1.0:
             raise ConfigError("need 0 <= min_positive_rate <= max_positive_rate <= 1")
         if self.train_spans < 1:

@@ -21,6 +21,7 @@ from tfx.proto import range_config_pb2
 from cartola.components import AtomicPushExecutor, DataValidationGate
 from cartola.config import Config, ConfigError
 from cartola.data.csv_example_gen import csv_example_gen
+from cartola.data.labels import LabelCoding
 from cartola.data.postgres import PostgresSource
 from cartola.data.postgres_example_gen import postgres_example_gen
 from cartola.data.spans import FLAT_PATTERN, Span
@@ -137,7 +138,8 @@ def _example_gen(config: Config, data_dir: Path, span: Optional[Span]):
         str(data_dir), config.csv_delimiter, config.csv_decimal,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
             name="single_split", pattern=FLAT_PATTERN if flat else config.span_pattern)]),
-        output_config=output_config, range_config=range_config)
+        output_config=output_config, range_config=range_config,
+        label=LabelCoding.from_config(config))
 
 
 def create_pipeline(config: Config, data_root: Optional[str] = None,

@@ -5,7 +5,10 @@ trace that names no file or line. This module reads every input file once, strea
 stays flat on millions of rows), and stops at the first problem: not UTF-8 (a BOM is fine),
 the wrong delimiter or decimal mark, an empty or header-only file, duplicated or empty
 column names, rows with another field count than the header, and files of one folder whose
-headers differ (or differ only in order). Column types and values are ExampleValidator's job,
+headers differ (or differ only in order). A file that is not text at all (an archive, a
+spreadsheet, a database file) is refused from its first bytes, before any parsing. With a label
+coding (:mod:`cartola.data.labels`) every row's label must be one of its two values, and a span
+must hold enough rows for the split. Other column types and values are ExampleValidator's job,
 against the curated schema.
 """
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+from cartola.data.labels import LabelCoding
 from cartola.errors import InputDataError
 
 BOM = codecs.BOM_UTF8
@@ -25,6 +29,42 @@ CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+\s*$")
 MAX_LISTED = 5
 DECIMAL_SAMPLE_ROWS = 1000
+# Bytes read to tell text from binary. Text exports hold no NUL byte and almost no other
+# control characters; one line longer than this is no CSV row a person exported either.
+SNIFF_BYTES = 1 << 16
+MAX_CONTROL_SHARE = 0.01
+MAX_LINE_BYTES = 1 << 20
+_CONTROL = bytes(set(range(32)) - {9, 10, 12, 13})
+
+
+def check_text(path: Path) -> None:
+    """Raise InputDataError when ``path`` is not CSV text, from its first bytes: NUL bytes,
+    control characters, or no line break in the first MB (whatever the bytes are, the answer
+    comes before any parsing, so in well under a second)."""
+    with open(path, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+        if head.startswith(b"\x1f\x8b"):
+            raise InputDataError(f"{path}: not a CSV text file (gzip-compressed: decompress "
+                                 "it first, e.g. gunzip)")
+        controls = len(head) - len(head.translate(None, _CONTROL))
+        if b"\x00" in head or (head and controls / len(head) > MAX_CONTROL_SHARE):
+            raise InputDataError(f"{path}: not a CSV text file ({controls:,} control bytes in "
+                                 f"its first {len(head):,}: binary data, an archive or a "
+                                 "spreadsheet; export it as CSV)")
+        if b"\n" not in head and b"\r" not in head:
+            head += handle.read(MAX_LINE_BYTES - len(head))
+            if len(head) >= MAX_LINE_BYTES and b"\n" not in head and b"\r" not in head:
+                raise InputDataError(f"{path}: not a CSV text file (no line break in its first "
+                                     f"{MAX_LINE_BYTES >> 20} MB)")
+
+
+def check_text_inputs(data: Path) -> None:
+    """:func:`check_text` on a CSV file, or on every ``*.csv`` in a folder and its span
+    folders: the quick refusal of bytes that are no text, before anything heavier loads."""
+    files = [data] if data.is_file() else sorted(data.glob("*.csv")) + sorted(
+        data.glob("*/*.csv")) if data.is_dir() else []
+    for path in files:
+        check_text(path)
 
 
 def _decoded_lines(path: Path) -> Iterator[str]:
@@ -79,10 +119,20 @@ def file_header(path: Path, delimiter: str = ",") -> List[str]:
     return _header(path, _decoded_lines(path), delimiter)
 
 
-def check_file(path: Path, delimiter: str = ",", decimal: str = ".") -> List[str]:
+def check_file(path: Path, delimiter: str = ",", decimal: str = ".",
+               label: Optional[LabelCoding] = None) -> List[str]:
     """Read one CSV file through; return its header or raise InputDataError."""
+    return read_file(path, delimiter, decimal, label)[0]
+
+
+def read_file(path: Path, delimiter: str = ",", decimal: str = ".",
+              label: Optional[LabelCoding] = None) -> Tuple[List[str], int]:
+    """Read one CSV file through; return (header, rows) or raise InputDataError."""
+    check_text(path)
     lines = _decoded_lines(path)
     header = _header(path, lines, delimiter)
+    label_index = (header.index(label.column) if label is not None and label.active
+                   and label.column in header else None)
     reader = csv.reader(lines, delimiter=delimiter)
     ragged: List[Tuple[int, int]] = []  # (line, field count)
     rows = 0
@@ -98,6 +148,8 @@ def check_file(path: Path, delimiter: str = ",", decimal: str = ".") -> List[str
                 ragged.append((line, len(record)))
                 if len(ragged) >= MAX_LISTED:
                     break
+            elif label_index is not None and label.problem(record[label_index]):
+                raise InputDataError(f"{path}:{line}: {label.problem(record[label_index])}")
             elif decimal == "." and delimiter != "," and rows <= DECIMAL_SAMPLE_ROWS:
                 _check_decimal_mark(path, line, header, record)
     except csv.Error as err:
@@ -111,7 +163,7 @@ def check_file(path: Path, delimiter: str = ",", decimal: str = ".") -> List[str
             + (" and maybe more" if len(ragged) >= MAX_LISTED else ""))
     if rows == 0:
         raise InputDataError(f"{path}:2: header only, no data rows")
-    return header
+    return header, rows
 
 
 def _check_decimal_mark(path: Path, line: int, header: Sequence[str],
@@ -143,21 +195,40 @@ def compare_headers(first: Path, first_header: Sequence[str], path: Path,
     return f"{path}:1: header differs from {first.name}: {' and '.join(parts)}"
 
 
-def check_input_dir(data_dir: Path, delimiter: str = ",", decimal: str = ".") -> List[Path]:
+def check_input_dir(data_dir: Path, delimiter: str = ",", decimal: str = ".",
+                    label: Optional[LabelCoding] = None, min_rows: int = 0) -> List[Path]:
     """Check every ``*.csv`` file CsvExampleGen will read; return them, or raise
-    InputDataError naming the file, the line and the problem."""
+    InputDataError naming the file, the line and the problem. ``min_rows``: the fewest rows
+    the folder may hold in all (see :func:`min_rows`)."""
     if not data_dir.is_dir():
         raise InputDataError(f"input folder not found: {data_dir}")
     files = sorted(data_dir.glob("*.csv"))
     if not files:
         raise InputDataError(f"no *.csv file in input folder {data_dir}")
     first_header: List[str] = []
+    total = 0
     for path in files:
-        header = check_file(path, delimiter, decimal)
+        header, rows = read_file(path, delimiter, decimal, label)
+        total += rows
         if path == files[0]:
             first_header = header
             continue
         problem = compare_headers(files[0], first_header, path, header)
         if problem:
             raise InputDataError(problem)
+    if total < min_rows:
+        where = files[0] if len(files) == 1 else data_dir
+        raise InputDataError(f"{where}: {total:,} data rows; the pipeline needs at least "
+                             f"{min_rows:,} (its eval split must hold the schema's minimum "
+                             "of examples per split)")
     return files
+
+
+def min_rows(min_per_split: int, train_buckets: int, eval_buckets: int) -> int:
+    """The fewest rows a span can hold for the hash split to give each split
+    ``min_per_split`` examples: the smaller split's share, with a tenth more for the hash
+    split's spread."""
+    if min_per_split <= 0:
+        return 0
+    share = min(train_buckets, eval_buckets) / (train_buckets + eval_buckets)
+    return int(-(-min_per_split * 1.1 // share))

@@ -4,7 +4,8 @@ TFX's CsvExampleGen hard-codes ',' (``ParseCSVLine(delimiter=',')``) and reads t
 ``readline().split(',')``, so a spreadsheet export with ';' fields, '3,5' numbers or a UTF-8
 BOM either fails inside Beam or names its first column '\\ufeffid'. This executor keeps TFX's
 record reader (quoted newlines), type inference and tf.Example conversion, and changes only
-the header parsing, the delimiter and the decimal mark. The component is TFX's
+the header parsing, the delimiter, the decimal mark and, with a label coding
+(:mod:`cartola.data.labels`), the label's text read as 1/0. The component is TFX's
 FileBasedExampleGen with this executor, so splits, hash buckets and spans work as in TFX.
 
 On the DirectRunner (every local and Airflow run unless ``beam_args`` name another runner) the
@@ -16,17 +17,16 @@ rules on each batch's distinct values, encoded column-wise by tfx_bsl and handed
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import re
-from typing import Any, Dict, Iterator, List, Sequence, Set
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import tensorflow as tf
-from google.protobuf import struct_pb2  # pylint: disable=no-name-in-module
+from google.protobuf import json_format, struct_pb2  # pylint: disable=no-name-in-module
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.example_gen.csv_example_gen import executor as tfx_csv
 from tfx.dsl.components.base import executor_spec
@@ -37,6 +37,7 @@ from tfx.utils import proto_utils
 from tfx_bsl.coders import csv_decoder, example_coder
 
 from cartola.data import example_writer
+from cartola.data.labels import LabelCoding
 
 NODE_ID = "CsvExampleGen"
 BATCH_ROWS = 20_000  # rows parsed, typed and encoded together
@@ -46,10 +47,12 @@ _Type = csv_decoder.ColumnType
 _INT64 = np.iinfo(np.int64)
 
 
-def dialect_config(delimiter: str, decimal: str) -> example_gen_pb2.CustomConfig:
+def dialect_config(delimiter: str, decimal: str,
+                   label: Optional[LabelCoding] = None) -> example_gen_pb2.CustomConfig:
     """The executor's settings, as FileBasedExampleGen's ``custom_config``."""
     settings = struct_pb2.Struct()  # pylint: disable=no-member
-    settings.update({"delimiter": delimiter, "decimal": decimal})
+    settings.update({"delimiter": delimiter, "decimal": decimal,
+                     "label": (label or LabelCoding()).as_dict()})
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(settings)
     return config
@@ -57,13 +60,13 @@ def dialect_config(delimiter: str, decimal: str) -> example_gen_pb2.CustomConfig
 
 def _dialect(exec_properties: Dict[str, Any]) -> Dict[str, str]:
     raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-    dialect = {"delimiter": ",", "decimal": "."}
+    dialect: Dict[str, Any] = {"delimiter": ",", "decimal": ".", "label": {}}
     if raw:
         config = example_gen_pb2.CustomConfig()
         proto_utils.json_to_proto(raw, config)
         settings = struct_pb2.Struct()  # pylint: disable=no-member
         if config.custom_config.Unpack(settings):
-            dialect.update(json.loads(json.dumps(dict(settings))))
+            dialect.update(json_format.MessageToDict(settings))
     return dialect
 
 
@@ -76,6 +79,15 @@ def read_header(path: str, delimiter: str) -> List[str]:
 
 def _decimal_point(cells: List[bytes]) -> List[bytes]:
     return [cell.replace(b",", b".") if _DECIMAL_COMMA.match(cell) else cell for cell in cells]
+
+
+def _label_cells(coding: LabelCoding, index: int):
+    """A Beam map: the label cell of a parsed record through ``coding``."""
+    def encode(cells: List[bytes]) -> List[bytes]:
+        cells = list(cells)
+        cells[index] = coding.encode(cells[index].decode("utf-8")).encode("utf-8")
+        return cells
+    return encode
 
 
 @beam.typehints.with_input_types(beam.Pipeline)
@@ -106,6 +118,10 @@ class _CsvToExample(beam.PTransform):
                  | "ExtractParsedCSVLines" >> beam.Keys())
         if self._dialect["decimal"] == ",":
             lines = lines | "DecimalPoint" >> beam.Map(_decimal_point)
+        coding = LabelCoding(**self._dialect["label"])
+        if coding.active and coding.column in column_names:
+            lines = lines | "LabelCoding" >> beam.Map(
+                _label_cells(coding, column_names.index(coding.column)))
         column_infos = beam.pvalue.AsSingleton(
             lines | "InferColumnTypes" >> beam.CombineGlobally(
                 csv_decoder.ColumnTypeInferrer(column_names, skip_blank_lines=True)))
@@ -134,8 +150,11 @@ def _rows(path: str, width: int, delimiter: str) -> Iterator[List[List[str]]]:
             yield batch
 
 
-def _columns(batch: List[List[str]], decimal: str) -> List[Sequence[str]]:
+def _columns(batch: List[List[str]], decimal: str,
+             label: Optional[Tuple[int, LabelCoding]] = None) -> List[Sequence[str]]:
     columns: List[Sequence[str]] = list(zip(*batch))
+    if label is not None:
+        columns[label[0]] = label[1].encode_column(columns[label[0]])
     if decimal != ",":
         return columns
     for index, column in enumerate(columns):
@@ -187,12 +206,14 @@ def _array(column: Sequence[str], kind: _Type) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array(offsets), data)
 
 
-def read_examples(pattern: str, delimiter: str, decimal: str) -> Iterator[List[bytes]]:
+def read_examples(pattern: str, delimiter: str, decimal: str,
+                  label: Optional[LabelCoding] = None) -> Iterator[List[bytes]]:
     """Serialized tf.Examples of the files matching ``pattern``, in batches.
 
     Two passes: the first types each column over every file (the same rules and type
     hierarchy as TFX's ColumnTypeInferrer), the second encodes. Features are serialized
-    deterministically; a column empty in every row is a feature with no kind, as in TFX."""
+    deterministically; a column empty in every row is a feature with no kind, as in TFX.
+    ``label``: the label column's text read as 1/0."""
     files = fileio.glob(pattern)
     if not files:
         raise RuntimeError(f"split pattern {pattern} matches no file")
@@ -200,10 +221,12 @@ def read_examples(pattern: str, delimiter: str, decimal: str) -> Iterator[List[b
     for path in files[1:]:
         if read_header(path, delimiter) != names:
             raise RuntimeError(f"{path}: header differs from {files[0]}")
+    coded = ((names.index(label.column), label)
+             if label is not None and label.active and label.column in names else None)
     kinds = [_Type.UNKNOWN] * len(names)
     for path in files:
         for batch in _rows(path, len(names), delimiter):
-            for index, column in enumerate(_columns(batch, decimal)):
+            for index, column in enumerate(_columns(batch, decimal, coded)):
                 if kinds[index] != _Type.STRING:
                     kinds[index] = max(kinds[index], _column_type(set(column)))
     typed = [index for index, kind in enumerate(kinds) if kind != _Type.UNKNOWN]
@@ -211,7 +234,7 @@ def read_examples(pattern: str, delimiter: str, decimal: str) -> Iterator[List[b
     parse = tf.train.Example.FromString
     for path in files:
         for batch in _rows(path, len(names), delimiter):
-            columns = _columns(batch, decimal)
+            columns = _columns(batch, decimal, coded)
             records = example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(
                 [_array(columns[index], kinds[index]) for index in typed],
                 [names[index] for index in typed]))
@@ -246,14 +269,16 @@ class Executor(tfx_csv.Executor):
         example_writer.write_examples(
             output_dict, exec_properties,
             lambda pattern: read_examples(os.path.join(input_base, pattern),
-                                          dialect["delimiter"], dialect["decimal"]))
+                                          dialect["delimiter"], dialect["decimal"],
+                                          LabelCoding(**dialect["label"])))
 
 
 def csv_example_gen(input_base: str, delimiter: str, decimal: str, input_config,
-                    output_config, range_config=None) -> FileBasedExampleGen:
+                    output_config, range_config=None,
+                    label: Optional[LabelCoding] = None) -> FileBasedExampleGen:
     """The pipeline's ExampleGen node (id ``CsvExampleGen``)."""
     return FileBasedExampleGen(
         input_base=input_base, input_config=input_config, output_config=output_config,
         range_config=range_config,
-        custom_config=dialect_config(delimiter, decimal),
+        custom_config=dialect_config(delimiter, decimal, label),
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor)).with_id(NODE_ID)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from cartola.data.checks import check_input_dir, compare_headers, file_header
+from cartola.data.labels import LabelCoding
 from cartola.data.spans import Span, date_to_span, list_spans, pick_span, span_to_date
 from cartola.errors import InputDataError
 
@@ -172,6 +173,9 @@ class PostgresSource:
         """Check span ``number`` against the columns and kinds the schema expects; return it
         with its size. Raises InputDataError naming the column, type or span."""
         found = self.columns(connection, number)
+        coding = LabelCoding.from_config(self.config)
+        if coding.active:
+            expected = {name: kind for name, kind in expected.items() if name != label}
         for name, kind in expected.items():
             if name not in found:
                 raise self.error(f"column {name!r} missing (the config and schema use it; "
@@ -195,7 +199,21 @@ class PostgresSource:
         if null_labels:
             raise self.error(f"span {day}: column {label!r} (the label) is NULL in "
                              f"{null_labels} of {rows} rows")
+        if coding.active and coding.negative:
+            self._check_label_values(connection, number, coding)
         return self.span(number, int(size))
+
+    def _check_label_values(self, connection, number: int, coding: LabelCoding) -> None:
+        column = quote_column(coding.column)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {column}::text, count(*) FROM ({fill_span(self.query, number)}) AS q "
+                f"WHERE {column}::text NOT IN (%s, %s) GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
+                (coding.positive, coding.negative))
+            other = cursor.fetchone()
+        if other is not None:
+            raise self.error(f"span {span_to_date(number).isoformat()}: "
+                             f"{coding.problem(other[0])} in {other[1]} rows")
 
 
 def type_name(connection, oid: int) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import apache_beam as beam
 import pyarrow as pa
@@ -31,6 +31,7 @@ from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
 from cartola.data import example_writer, postgres
+from cartola.data.labels import LabelCoding
 
 NODE_ID = "PostgresExampleGen"
 FETCH_ROWS = 5000  # rows per round trip of the server-side cursor, and per encoded batch
@@ -38,11 +39,14 @@ _ARROW_TYPES = {"INT": pa.large_list(pa.int64()), "FLOAT": pa.large_list(pa.floa
                 "BYTES": pa.large_list(pa.large_binary())}
 
 
-def source_config(uri: str, password_file: str, exclude: List[str]) -> example_gen_pb2.CustomConfig:
+def source_config(uri: str, password_file: str, exclude: List[str],
+                  label: Optional[LabelCoding] = None) -> example_gen_pb2.CustomConfig:
     """The executor's settings as ``custom_config``: where to connect (no password: the
-    executor reads it from the environment or the 0600 file) and columns to leave out."""
+    executor reads it from the environment or the 0600 file), columns to leave out and the
+    label's coding."""
     settings = struct_pb2.Struct()  # pylint: disable=no-member
-    settings.update({"uri": uri, "password_file": password_file, "exclude": exclude})
+    settings.update({"uri": uri, "password_file": password_file, "exclude": exclude,
+                     "label": (label or LabelCoding()).as_dict()})
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(settings)
     return config
@@ -100,8 +104,25 @@ def read_rows(settings: Dict[str, Any], query: str) -> Iterator[List[bytes]]:
             names = [name for _, name, _ in columns]
             kinds = [kind for _, _, kind in columns]
             keep = [i for i, _, _ in columns]
+            coding = LabelCoding(**settings.get("label", {}))
+            position = names.index(coding.column) if coding.active and coding.column in names \
+                else None
+            if position is not None:
+                kinds[position] = "INT"
             while rows := cursor.fetchmany(FETCH_ROWS):
-                yield encode([tuple(row[i] for i in keep) for row in rows], names, kinds)
+                rows = [tuple(row[i] for i in keep) for row in rows]
+                if position is not None:
+                    rows = [row[:position] + (_label_value(coding, row[position]),)
+                            + row[position + 1:] for row in rows]
+                yield encode(rows, names, kinds)
+
+
+def _label_value(coding: LabelCoding, value: Any) -> Optional[int]:
+    """A database label value read through the coding (None stays missing)."""
+    if value is None:
+        return None
+    code = coding.encode(str(value))
+    return int(code) if code else None
 
 
 class _ReadSpan(beam.DoFn):
@@ -166,5 +187,6 @@ def postgres_example_gen(source: "postgres.PostgresSource", input_config, output
     return QueryBasedExampleGen(
         input_config=input_config, output_config=output_config, range_config=range_config,
         custom_config=source_config(source.uri, source.password_file,
-                                    [source.snapshot_column]),
+                                    [source.snapshot_column],
+                                    LabelCoding.from_config(source.config)),
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor)).with_id(NODE_ID)

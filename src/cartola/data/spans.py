@@ -168,13 +168,14 @@ def _describe(spans: List[Span]) -> str:
 
 def resolve_span(data_dir: Path, pattern: str, requested: Union[str, int, None] = None,
                  interval: Optional[Tuple[dt.datetime, dt.datetime]] = None,
-                 delimiter: str = ",", decimal: str = ".") -> Span:
+                 delimiter: str = ",", decimal: str = ".", label=None,
+                 min_rows: int = 0) -> Span:
     """The span a run reads, its files checked (``cartola.data.checks``).
 
     ``requested`` picks one span; ``interval`` (a scheduled or backfill run's data interval,
     [start, end)) takes the latest span dated inside it; otherwise the latest span. Raises
     InputDataError naming the span when it is missing, has no file, or its header differs
-    from the span before it.
+    from the span before it; ``label`` (a LabelCoding) and ``min_rows`` go to the file checks.
     """
     if not data_dir.is_dir():
         raise InputDataError(f"input folder not found: {data_dir}")
@@ -183,7 +184,7 @@ def resolve_span(data_dir: Path, pattern: str, requested: Union[str, int, None] 
         if requested is not None:
             raise InputDataError(f"span {requested} requested, but {data_dir} has no span "
                                  f"folders matching {pattern!r}")
-        check_input_dir(data_dir, delimiter, decimal)
+        check_input_dir(data_dir, delimiter, decimal, label, min_rows)
         return Span(0, data_dir, flat=True)
     span = pick_span(spans, f"{data_dir} (span_pattern {pattern!r})", pattern, requested,
                      interval)
@@ -191,7 +192,7 @@ def resolve_span(data_dir: Path, pattern: str, requested: Union[str, int, None] 
     if not any(path.is_file() for path in span.folder.glob(files)):
         raise InputDataError(f"span {span.name} ({span.folder}): empty, no file matching "
                              f"{files!r}; nothing to train on")
-    checked = check_input_dir(span.folder, delimiter, decimal)
+    checked = check_input_dir(span.folder, delimiter, decimal, label, min_rows)
     before = [other for other in spans if other.number < span.number]
     if before:
         previous = check_input_dir(before[-1].folder, delimiter, decimal)[0]
