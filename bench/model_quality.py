@@ -151,7 +151,7 @@ def bench_table(  # pylint: disable=too-many-locals
     run = _cartola(["--config", str(project / "config.toml"), "run"], env=env,
                    log=work / "run.log")
     row = {"name": name, "run_rc": run.returncode, "run_s": round(time.monotonic() - begun, 1),
-           "blessed": "pushed version" in (run.stdout + run.stderr).lower()}
+           "blessed": "pushed model:" in run.stdout + run.stderr}
     trainer = list((project / "tfx_output" / "pipelines").glob("*/Trainer"))
     if not trainer:
         row["error"] = "no Trainer output (see run.log)"

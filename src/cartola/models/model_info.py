@@ -44,13 +44,12 @@ def read_info(model_dir) -> Optional[Dict[str, Any]]:
 
 def load_ops(model_dir) -> List[str]:
     """Import the modules the SavedModel's ops need; returns their names. Without a record,
-    a model whose assets hold a TF-DF forest (its ``header.pb``) gets TF-DF's ops too."""
+    a model whose assets hold a TF-DF forest (its ``*header.pb``) gets TF-DF's ops too."""
     info = read_info(model_dir)
     if info is not None:
         modules = list(info.get("ops_modules", []))
-    else:
-        modules = (OPS_MODULES["gbt"] if (Path(model_dir) / "assets" / "header.pb").is_file()
-                   else [])
+    else:  # TF-DF names a forest's files <prefix>header.pb
+        modules = OPS_MODULES["gbt"] if any((Path(model_dir) / "assets").glob("*header.pb")) else []
     for module in modules:
         importlib.import_module(module)
     return modules

@@ -1,6 +1,9 @@
 """Trainer's ``run_fn``: trains the configured model family, or, with ``auto``, every
-candidate family on the train split, keeps the one with the lowest eval-split log loss and
-exports it (signatures in :mod:`cartola.models.model`), recording each candidate's eval
+candidate family on the train split and keeps the one with the lowest eval-split log loss,
+by the one-standard-error rule: the simplest family (linear, then dnn, then gbt) whose log
+loss is within one standard error (of the per-example loss difference, paired on the same
+eval rows) of the lowest, so that a small eval split's noise does not pick a complex model.
+It exports it (signatures in :mod:`cartola.models.model`), recording each candidate's eval
 AUC, log loss and training time in the SavedModel (:mod:`cartola.models.model_info`).
 With ``keep_candidates``, every candidate is also exported under the Trainer's model_run
 folder (``candidates/<family>``), to compare them on other data.
@@ -45,6 +48,26 @@ def eval_scores(model, fn_args, tf_transform_output, spec) -> Tuple[np.ndarray, 
     return np.concatenate(labels), np.concatenate(scores)
 
 
+def example_losses(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-example log loss, probabilities clipped to [1e-7, 1 - 1e-7]."""
+    clipped = np.clip(scores, EPSILON, 1 - EPSILON)
+    return -np.where(labels.astype(bool), np.log(clipped), np.log(1 - clipped))
+
+
+def one_standard_error_choice(losses: List[np.ndarray]) -> int:
+    """Index of the first (simplest) candidate whose mean loss is within one standard error
+    of the paired difference from the lowest mean loss."""
+    means = [float(np.mean(loss)) for loss in losses]
+    best = int(np.argmin(means))
+    for index, loss in enumerate(losses[:best]):
+        difference = loss - losses[best]
+        error = float(np.std(difference, ddof=1) / np.sqrt(len(difference))) if len(
+            difference) > 1 else 0.0
+        if means[index] - means[best] <= error:
+            return index
+    return best
+
+
 def binary_metrics(labels: np.ndarray, scores: np.ndarray) -> Dict[str, float]:
     """AUC (ties counted half) and log loss (probabilities clipped to [1e-7, 1 - 1e-7])."""
     from scipy import stats  # pylint: disable=import-outside-toplevel
@@ -53,9 +76,7 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray) -> Dict[str, float]:
     ranks = stats.rankdata(scores)
     auc = ((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives)
            if positives and negatives else float("nan"))
-    clipped = np.clip(scores, EPSILON, 1 - EPSILON)
-    loss = -np.mean(np.where(labels, np.log(clipped), np.log(1 - clipped)))
-    return {"auc": float(auc), "log_loss": float(loss)}
+    return {"auc": float(auc), "log_loss": float(np.mean(example_losses(labels, scores)))}
 
 
 def _train(family: str, fn_args, tf_transform_output, spec, plan, rows: int):
@@ -81,24 +102,27 @@ def run_fn(fn_args: FnArgs) -> None:
           f"{plan['steps_per_epoch']} steps per epoch, up to {spec['max_epochs']} epochs; "
           f"{threads}", flush=True)
     tried: List[Dict[str, Any]] = []
-    best: Tuple[str, float, Any] = ("", float("inf"), None)
+    models, losses = [], []
     for family in families:
         begun = time.monotonic()
         model = _train(family, fn_args, tf_transform_output, spec, plan, rows)
         seconds = time.monotonic() - begun
-        figures = binary_metrics(*eval_scores(model, fn_args, tf_transform_output, spec))
+        labels, scores = eval_scores(model, fn_args, tf_transform_output, spec)
+        figures = binary_metrics(labels, scores)
+        models.append(model)
+        losses.append(example_losses(labels, scores))
         tried.append({"family": family, "seconds": round(seconds, 1), **figures})
         print(f"{family}: eval AUC {figures['auc']:.4f}, log loss {figures['log_loss']:.4f} "
               f"({seconds:.1f} s)", flush=True)
         if spec.get("keep_candidates") and len(families) > 1:
             _export(model, family, tried[-1:], os.path.join(fn_args.model_run_dir, "candidates",
                                                             family), tf_transform_output, spec)
-        if figures["log_loss"] < best[1] or best[2] is None:
-            best = (family, figures["log_loss"], model)
-    family, _, model = best
+    chosen = one_standard_error_choice(losses)
+    family = families[chosen]
     if len(families) > 1:
-        print(f"selected {family}: lowest eval log loss", flush=True)
-    _export(model, family, tried, fn_args.serving_model_dir, tf_transform_output, spec)
+        print(f"selected {family}: the simplest within one standard error of the lowest eval "
+              "log loss", flush=True)
+    _export(models[chosen], family, tried, fn_args.serving_model_dir, tf_transform_output, spec)
 
 
 def _export(model, family: str, tried, directory: str, tf_transform_output, spec) -> None:
