@@ -5,7 +5,7 @@ The pipeline refers to them by module path (``tfx_utils.preprocessing_fn``,
 instead of packaging the ``src/`` folder into a wheel at every run. The code lives in
 ``cartola.models``.
 """
-from cartola.models.model import run_fn
+from cartola.models.trainer import run_fn
 from cartola.models.preprocessing import preprocessing_fn
 
 __all__ = ["preprocessing_fn", "run_fn"]

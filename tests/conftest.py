@@ -24,8 +24,11 @@ PG_DATABASE = "cartola_data"  # the training data's database in PostgreSQL e2e t
 def make_config(home: Path, **overrides) -> Config:
     """A config rooted at ``home`` that ignores the caller's CARTOLA_* environment."""
     # No daily monitoring runs in tests' local Airflows: tests trigger what they check.
+    # One model family: each candidate adds a training; auto's selection has its own tests
+    # (test_models, test_gbt_e2e).
     values = {"project_home": str(home), "data_root": str(REPO / "data"),
-              "schema_path": str(SCHEMA), "monitoring_schedule": "none"}
+              "schema_path": str(SCHEMA), "monitoring_schedule": "none",
+              "model_family": "linear"}
     values.update(overrides)
     return load_config(environ={}, **values)
 

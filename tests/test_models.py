@@ -16,7 +16,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf
 
 from cartola.config import load_config
-from cartola.models import features
+from cartola.models import features, model_info
 from cartola.models.preprocessing import log1p_or_nan
 
 SPEC = features.feature_spec(load_config(environ={}, max_epochs=3, batch_size=32))
@@ -145,7 +145,8 @@ def test_preprocessing_imputes_and_scales_per_value(transformed):
         assert abs(column.mean()) < 1e-4 and column.std() == pytest.approx(1.0, rel=1e-2)
 
 
-def test_run_fn_exports_model_scoring_raw_examples(transformed, tmp_path):
+@pytest.mark.parametrize("family", ["linear", "gbt", "auto"])
+def test_run_fn_exports_model_scoring_raw_examples(transformed, tmp_path, family):
     import tensorflow_transform as tft
     from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
     from tfx_bsl.public import tfxio
@@ -164,10 +165,17 @@ def test_run_fn_exports_model_scoring_raw_examples(transformed, tmp_path):
         serving_model_dir=str(tmp_path / "serving"), model_run_dir=str(tmp_path / "logs"),
         data_accessor=DataAccessor(tf_dataset_factory=dataset_factory, record_batch_factory=None,
                                    data_view_decode_fn=None),
-        custom_config=SPEC)
+        custom_config={**SPEC, "model_family": family})
     assert output.transformed_metadata.schema is not None
     run_fn(fn_args)
 
+    info = model_info.read_info(tmp_path / "serving")
+    assert [c["family"] for c in info["candidates"]] == (
+        ["linear", "dnn", "gbt"] if family == "auto" else [family])
+    assert info["family"] in {c["family"] for c in info["candidates"]}
+    assert all(0.5 < c["auc"] <= 1 and c["log_loss"] > 0 for c in info["candidates"])
+    assert model_info.load_ops(tmp_path / "serving") == (
+        ["tensorflow_decision_forests"] if info["family"] == "gbt" else [])
     model = tf.saved_model.load(str(tmp_path / "serving"))
     unlabeled = [{k: v for k, v in row.items() if k != "pro_target"} for row in rows[:20]]
     by_example = model.signatures["serving_default"](
@@ -241,3 +249,12 @@ def test_trainer_threads_apply_at_tf_start_and_say_when_tf_had_started():
     assert first == "TF threads: 1 intra-op, 1 inter-op"
     assert second == ("TF threads: 1 intra-op, 1 inter-op (TensorFlow already started in this "
                       "process)")
+
+
+def test_one_standard_error_rule_prefers_the_simpler_family_within_noise():
+    from cartola.models.trainer import one_standard_error_choice
+    rng = np.random.default_rng(0)
+    simple = rng.exponential(0.4, 400)
+    assert one_standard_error_choice([simple, simple - 0.001 + rng.normal(0, 0.05, 400)]) == 0
+    assert one_standard_error_choice([simple, simple - 0.05]) == 1  # clearly better
+    assert one_standard_error_choice([simple + 0.1, simple]) == 1

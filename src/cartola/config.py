@@ -28,6 +28,7 @@ CONFIG_ENV = "CARTOLA_CONFIG"
 HOME_ENV = "CARTOLA_HOME"
 AIRFLOW_PROFILES = ("sqlite", "postgres", "celery")
 SOURCES = ("csv", "postgresql")
+MODEL_FAMILIES = ("auto", "linear", "dnn", "gbt")
 BEAM_MODES = ("auto", "in_memory", "multi_threading", "multi_processing")
 # Events cartola.monitoring.notify can send (config notify_on).
 NOTIFY_EVENTS = ("data_rejected", "drift_stop", "run_failed", "version_pushed", "monitor_alert")
@@ -133,8 +134,19 @@ class Config:  # pylint: disable=too-many-instance-attributes
     label_drift_odds_ratio: float = 1.5
     drift_action: str = "stop"
 
-    # Model.
+    # Model (cartola.models): "linear" (logistic regression), "dnn" (hidden_units ReLU
+    # layers; 64,32 when none are set), "gbt" (TF-DF gradient-boosted trees), or "auto":
+    # train all three on the train split and keep the lowest eval-split log loss.
+    model_family: str = "auto"
     hidden_units: Tuple[int, ...] = ()
+    # Trees: at most this many boosting rounds (TF-DF stops earlier on its validation
+    # share of the train split), trained on at most gbt_max_rows rows (a seeded sample
+    # beyond that; 0: every row), since TF-DF holds its training set in memory.
+    gbt_num_trees: int = 300
+    gbt_max_rows: int = 250_000
+    # auto also exports each candidate's SavedModel under the Trainer's model_run folder
+    # (candidates/<family>), to compare them on other data (bench/model_quality.py does).
+    keep_candidates: bool = False
     learning_rate: float = 0.05
     # 0: derived from the training rows (cartola.models.model.training_plan: 256 for the
     # sample, up to 8192 for millions of rows); > 0: that batch size.
@@ -150,9 +162,14 @@ class Config:  # pylint: disable=too-many-instance-attributes
     trainer_threads: int = 0
     seed: int = 42
 
-    # Blessing: absolute floors and allowed regression against the last blessed model.
-    min_ks: float = 0.4
-    min_auc: float = 0.7
+    # Blessing (the Evaluator). Always: eval log loss below the trivial model's (the eval
+    # split's positive share for everyone), and eval AUC above 0.5 by more than
+    # auc_noise_z standard errors (Hanley-McNeil); later models may lose at most
+    # max_regression of AUC and KS against the served one. min_ks / min_auc are absolute
+    # floors on top (0: none); the Cartola config sets KS >= 0.4, AUC >= 0.7.
+    min_ks: float = 0.0
+    min_auc: float = 0.0
+    auc_noise_z: float = 1.96
     max_regression: float = 0.01
 
     # Report title (empty: "<pipeline_name> run report").
@@ -302,6 +319,11 @@ class Config:  # pylint: disable=too-many-instance-attributes
         if self.beam_mode not in BEAM_MODES:
             raise ConfigError(f"beam_mode must be one of {', '.join(BEAM_MODES)}, got "
                               f"{self.beam_mode!r}")
+        if self.model_family not in MODEL_FAMILIES:
+            raise ConfigError(f"model_family must be one of {', '.join(MODEL_FAMILIES)}, got "
+                              f"{self.model_family!r}")
+        if self.gbt_num_trees < 1 or self.gbt_max_rows < 0:
+            raise ConfigError("gbt_num_trees must be >= 1 and gbt_max_rows >= 0 (0: every row)")
         if self.batch_size < 0:
             raise ConfigError(f"batch_size must be >= 0 (0: derived), got {self.batch_size}")
         for name in ("beam_workers", "trainer_threads", "serving_workers"):

@@ -8,6 +8,7 @@ the served model's data) -> Transform (the training window of spans) -> Trainer 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -25,7 +26,7 @@ from cartola.data.postgres import PostgresSource
 from cartola.data.postgres_example_gen import postgres_example_gen
 from cartola.data.spans import FLAT_PATTERN, Span
 from cartola.metadata import metadata_connection_config
-from cartola.metrics import KolmogorovSmirnov
+from cartola.metrics import AucLowerBound, KolmogorovSmirnov, LogLossGain
 from cartola.orchestration import beam
 from cartola.models import features
 from cartola.registry.baseline import (ServedModelStrategy, ServedStatisticsStrategy,
@@ -35,6 +36,8 @@ from cartola.validation.drift import DriftGate
 
 PREPROCESSING_FN = "tfx_utils.preprocessing_fn"
 RUN_FN = "tfx_utils.run_fn"
+# The Evaluator's model loader: registers a tree model's TF-DF ops before TFMA loads it.
+EVALUATOR_MODULE = "cartola.models.evaluator_udf"
 
 
 def frozen_schema(config: Config) -> Path:
@@ -57,32 +60,47 @@ def frozen_schema(config: Config) -> Path:
     return target_file
 
 
-def _overall_threshold(lower_bound: float, max_regression: float) -> list:
-    """Floor and allowed regression, on the overall slice only (small slices are noisy and
-    may hold one class, where KS and AUC are undefined)."""
-    return [tfma.PerSliceMetricThreshold(
-        slicing_specs=[tfma.SlicingSpec()],
-        threshold=tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
-            change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                absolute={"value": -max_regression})))]
+def _overall_threshold(lower_bound: Optional[float] = None,
+                       max_regression: Optional[float] = None) -> list:
+    """A floor (None or 0 for AUC/KS: none) and an allowed regression against the baseline
+    model (None: none), on the overall slice only (small slices are noisy and may hold one
+    class, where KS and AUC are undefined)."""
+    threshold = tfma.MetricThreshold()
+    if lower_bound is not None:
+        threshold.value_threshold.CopyFrom(
+            tfma.GenericValueThreshold(lower_bound={"value": lower_bound}))
+    if max_regression is not None:
+        threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -max_regression}))
+    return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                         threshold=threshold)]
+
+
+# log_loss_gain must be positive: the model's log loss strictly below the prior's.
+MIN_LOG_LOSS_GAIN = 1e-6
 
 
 def eval_config(config: Config) -> tfma.EvalConfig:
-    """TFMA config: metrics overall and per slice; KS and AUC gate the blessing."""
+    """TFMA config: metrics overall and per slice. Blessed when the model beats the trivial
+    one (log loss below the prior's, AUC above 0.5 beyond the eval split's noise), AUC and KS
+    do not regress against the served model, and the configured floors hold."""
     slices = [tfma.SlicingSpec()]
     if config.slice_feature:
         slices.append(tfma.SlicingSpec(feature_keys=[config.slice_feature]))
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(class_name="AUC",
-                          per_slice_thresholds=_overall_threshold(config.min_auc,
-                                                                  config.max_regression)),
+        tfma.MetricConfig(class_name="AUC", per_slice_thresholds=_overall_threshold(
+            config.min_auc or None, config.max_regression)),
         tfma.MetricConfig(class_name=KolmogorovSmirnov.__name__,
                           module=KolmogorovSmirnov.__module__,
-                          per_slice_thresholds=_overall_threshold(config.min_ks,
+                          per_slice_thresholds=_overall_threshold(config.min_ks or None,
                                                                   config.max_regression)),
+        tfma.MetricConfig(class_name=AucLowerBound.__name__, module=AucLowerBound.__module__,
+                          config=json.dumps({"z": config.auc_noise_z}),
+                          per_slice_thresholds=_overall_threshold(0.5)),
+        tfma.MetricConfig(class_name=LogLossGain.__name__, module=LogLossGain.__module__,
+                          per_slice_thresholds=_overall_threshold(MIN_LOG_LOSS_GAIN)),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),
         tfma.MetricConfig(class_name="BinaryAccuracy"),
@@ -174,7 +192,7 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
     window.add_upstream_node(example_gen)
     transform = tfx.components.Transform(
         examples=window.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config=spec)
+        preprocessing_fn=PREPROCESSING_FN, custom_config=features.transform_spec(spec))
     transform.add_upstream_node(gate)
     transform.add_upstream_node(drift_gate)
     trainer = tfx.components.Trainer(
@@ -195,7 +213,7 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
-        eval_config=eval_config(config))
+        eval_config=eval_config(config), module_path=EVALUATOR_MODULE)
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

@@ -26,6 +26,7 @@ import numpy as np
 from cartola.config import Config
 from cartola.data.labels import LabelCoding
 from cartola.evaluation import load_evaluation
+from cartola.models import model_info
 from cartola.orchestration import topology
 from cartola.registry.history import report_path
 from cartola.registry.runs import RegistryError, RunInfo, custom_property, load_run
@@ -33,8 +34,9 @@ from cartola.pages import CSS, figure_png, fmt, img, load_statistics, pyplot, sp
 from cartola.serving.model import ModelLoadError
 
 ASSETS_PREFIX = "report_"
-_METRIC_ORDER = ("example_count", "auc", "ks", "precision", "recall", "binary_accuracy",
-                 "calibration", "mean_label", "mean_prediction", "loss")
+_METRIC_ORDER = ("example_count", "auc", "auc_lower_bound", "ks",
+                 "log_loss_gain", "precision", "recall", "binary_accuracy", "calibration",
+                 "mean_label", "mean_prediction", "loss")
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,6 +375,22 @@ def _model_section(run: RunInfo, summary: dict) -> Tuple[str, Optional[dict]]:
     return "".join(parts), evaluation
 
 
+def _family_section(run: RunInfo, summary: dict) -> str:
+    """Which model family the Trainer exported and, for ``auto``, the candidates' eval
+    figures (from the SavedModel's record)."""
+    uri = run.output_uri("Trainer", "model")
+    info = model_info.read_info(Path(uri) / "Format-Serving") if uri else None
+    summary["model_family"] = info
+    if not info:
+        return ""
+    rows = [[c["family"] + (" (selected)" if c["family"] == info["family"] else ""), c["auc"],
+             c["log_loss"], c["seconds"]] for c in info.get("candidates", [])]
+    how = ("the lowest eval-split log loss among the candidates" if len(rows) > 1
+           else f"model_family = {info['family']}")
+    return (f"<h3>Model family</h3><p>{html.escape(info['family'])}: {html.escape(how)}.</p>"
+            + table(["family", "eval AUC", "eval log loss", "training s"], rows))
+
+
 def _curves_section(config: Config, run: RunInfo, evaluation: dict, summary: dict,
                     pngs: Dict[str, bytes]) -> str:
     examples_uri = run.output_uri(topology.example_gen(config.source), "examples")
@@ -439,6 +457,7 @@ def build_report(config: Config, run_id: Optional[str] = None,
     from cartola.validation.report import drift_section  # pylint: disable=import-outside-toplevel
     drift = drift_section(config, run, summary, pngs)
     model, evaluation = _model_section(run, summary)
+    model += _family_section(run, summary)
     curves = _curves_section(config, run, evaluation, summary, pngs) if evaluation else ""
     page = _render(config, summary, [_overview(config, run, summary), data, drift, model, curves,
                                      _lineage_section(config, summary)])

@@ -294,6 +294,11 @@ def config_text(target: Path, data_dir: Path, name: str, proposal: Dict[str, obj
         lines.append("# Columns left out of the features, and why:")
         lines.extend(f"#   {note}" for note in proposal["notes"])
     lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+    lines.extend([
+        "# A model is blessed when it beats the trivial one on the eval split (log loss below",
+        "# the positive share's, AUC above 0.5 beyond the split's noise) and, once one is served,",
+        "# does not regress against it. Absolute floors on eval KS and AUC, off by default:",
+        "# min_ks = 0.4", "# min_auc = 0.7"])
     return "\n".join(lines) + "\n"
 
 

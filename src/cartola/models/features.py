@@ -38,7 +38,11 @@ def feature_spec(config) -> Dict[str, Any]:
         "clip_max": float(config.clip_max),
         "categorical": list(config.categorical_features),
         "oov_buckets": int(config.oov_buckets),
+        "model_family": config.model_family,
         "hidden_units": list(config.hidden_units),
+        "gbt_num_trees": int(config.gbt_num_trees),
+        "gbt_max_rows": int(config.gbt_max_rows),
+        "keep_candidates": bool(config.keep_candidates),
         "learning_rate": float(config.learning_rate),
         "batch_size": int(config.batch_size),
         "max_epochs": int(config.max_epochs),
@@ -48,6 +52,17 @@ def feature_spec(config) -> Dict[str, Any]:
         "seed": int(config.seed),
         "code_version": code_version(),
     }
+
+
+# What only the Trainer reads: changing it must not re-run Transform.
+TRAINER_ONLY = ("model_family", "hidden_units", "gbt_num_trees", "gbt_max_rows",
+                "keep_candidates", "learning_rate", "batch_size", "max_epochs", "patience",
+                "log_every", "threads")
+
+
+def transform_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """The part of :func:`feature_spec` Transform needs (its cache key)."""
+    return {key: value for key, value in spec.items() if key not in TRAINER_ONLY}
 
 
 def raw_features(spec: Dict[str, Any]) -> List[str]:

@@ -1,6 +1,8 @@
-"""Trainer's ``run_fn``: a tf_keras model, logistic regression by default.
+"""The Keras families (linear: logistic regression; dnn: hidden layers) and what every
+family's export shares.
 
-The exported SavedModel embeds the Transform graph and has two signatures:
+The SavedModel :mod:`cartola.models.trainer` exports embeds the Transform graph and has two
+signatures, whatever the family:
 
 * ``serving_default``: ``examples`` = serialized ``tf.Example`` protos of raw features (no
   label needed); TF Serving, TFMA and batch scoring call this one.
@@ -13,16 +15,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List, Sequence
 
 # TFX 1.16 expects Keras 2; TF 2.16 ships Keras 3 unless this is set before TF is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 # pylint: disable=wrong-import-position
 import tensorflow as tf
-import tensorflow_transform as tft
 import tf_keras
-from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
 from cartola.models import features
@@ -53,8 +53,8 @@ def count_records(file_patterns) -> int:
     """Examples in TFRecord files (gzip or not), counted in TensorFlow, not in Python."""
     files = sorted(name for pattern in file_patterns for name in tf.io.gfile.glob(pattern))
     compression = "GZIP" if files and all(name.endswith(".gz") for name in files) else ""
-    dataset = tf.data.TFRecordDataset(files, compression_type=compression)
-    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+    records = tf.data.TFRecordDataset(files, compression_type=compression)
+    return int(records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
 def set_threads(threads: int) -> str:
@@ -75,8 +75,9 @@ def set_threads(threads: int) -> str:
     return f"TF threads: {intra} intra-op, {inter} inter-op{kept}"
 
 
-def _dataset(file_pattern, data_accessor, tf_transform_output, spec, shuffle: bool,
-             batch_size: int):
+def dataset(file_pattern, data_accessor, tf_transform_output, spec, shuffle: bool,
+            batch_size: int):
+    """Transformed examples as (features, label) batches, one pass."""
     return data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(
@@ -85,8 +86,15 @@ def _dataset(file_pattern, data_accessor, tf_transform_output, spec, shuffle: bo
         tf_transform_output.transformed_metadata.schema)
 
 
-def build_model(spec: Dict[str, Any], tf_transform_output=None) -> tf_keras.Model:
-    """Transformed features -> optional hidden layers -> sigmoid unit."""
+def feature_keys(spec: Dict[str, Any]) -> List[str]:
+    """The transformed features every family reads, numeric first."""
+    return [features.transformed_name(name) for name in features.raw_features(spec)]
+
+
+def build_model(spec: Dict[str, Any], tf_transform_output=None,
+                hidden_units: Sequence[int] = ()) -> tf_keras.Model:
+    """Transformed features -> ``hidden_units`` ReLU layers (none: logistic regression) ->
+    sigmoid unit."""
     inputs, encoded = {}, []
     for name in spec["numeric"]:
         key = features.transformed_name(name)
@@ -99,7 +107,7 @@ def build_model(spec: Dict[str, Any], tf_transform_output=None) -> tf_keras.Mode
         encoded.append(tf_keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(
             inputs[key]))
     hidden = encoded[0] if len(encoded) == 1 else tf_keras.layers.Concatenate()(encoded)
-    for units in spec["hidden_units"]:
+    for units in hidden_units:
         hidden = tf_keras.layers.Dense(units, activation="relu")(hidden)
     output = tf_keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_KEY)(hidden)
     model = tf_keras.Model(inputs=inputs, outputs=output)
@@ -138,7 +146,7 @@ def add_signatures(model: tf_keras.Model, tf_transform_output, spec) -> Dict[str
 
     def predict(raw: Dict[str, Any]) -> Dict[str, tf.Tensor]:
         transformed = model.tft_layer(raw)
-        model_inputs = {key: transformed[key] for key in model.input_names}
+        model_inputs = {key: transformed[key] for key in feature_keys(spec)}
         return {OUTPUT_KEY: model(model_inputs)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -196,24 +204,15 @@ class EpochSummary(tf_keras.callbacks.Callback):
                    f"({time.monotonic() - self.begun:.1f} s)")
 
 
-def run_fn(fn_args: FnArgs) -> None:
-    """TFX Trainer entry point; ``fn_args.custom_config`` is :func:`features.feature_spec`."""
-    spec = fn_args.custom_config
-    threads = set_threads(spec.get("threads", 0))
+def train_keras(fn_args, tf_transform_output, spec, hidden_units: Sequence[int],
+                plan: Dict[str, int]) -> tf_keras.Model:
+    """Fit a Keras family with early stopping on the eval split's loss (best weights)."""
     tf_keras.utils.set_random_seed(spec["seed"])
-    tf.config.experimental.enable_op_determinism()
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    rows = count_records(fn_args.train_files)
-    plan = training_plan(rows, spec["batch_size"])
-    print(f"training on {rows} rows: batch size {plan['batch_size']} "
-          f"({'configured' if spec['batch_size'] > 0 else 'derived'}), "
-          f"{plan['steps_per_epoch']} steps per epoch, up to {spec['max_epochs']} epochs; "
-          f"{threads}", flush=True)
-    train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, True,
-                     plan["batch_size"])
-    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
-                          False, plan["batch_size"])
-    model = build_model(spec, tf_transform_output)
+    train = dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, True,
+                    plan["batch_size"])
+    evaluation = dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
+                         False, plan["batch_size"])
+    model = build_model(spec, tf_transform_output, hidden_units)
     model.fit(
         train, validation_data=evaluation, epochs=spec["max_epochs"], verbose=0,
         callbacks=[
@@ -221,5 +220,4 @@ def run_fn(fn_args: FnArgs) -> None:
             tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec["patience"],
                                              restore_best_weights=True),
             tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    model.save(fn_args.serving_model_dir, save_format="tf",
-               signatures=add_signatures(model, tf_transform_output, spec))
+    return model

@@ -66,6 +66,7 @@ def _runs(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
     quiet_google_warnings()
+    from cartola.models import model_info
     from cartola.registry import served
     from cartola.registry.history import history
     from cartola.registry.runs import RegistryError
@@ -80,14 +81,16 @@ def _models(args: argparse.Namespace) -> int:
     versions = model_versions(base)
     if not versions:
         return fail(f"no model version under {base}; run the pipeline first")
-    print(f"{'':2}{'version':>7}  {'KS':>6}  {'AUC':>6}  {'pushed':19}  run / data")
+    print(f"{'':2}{'version':>7}  {'KS':>6}  {'AUC':>6}  {'pushed':19}  run / data; model")
     for version in reversed(versions):
         row = by_version.get(version)
         metrics = "  ".join("     -" if value is None else f"{value:6.3f}"
                             for value in ((row.ks, row.auc) if row else (None, None)))
         when = row.started.isoformat(sep=" ", timespec="seconds") if row else "-"
         origin = f"{row.run_id} / {row.data}" if row else "not in this ML Metadata store"
-        print(f"{'*' if version == now else '':2}{version:>7}  {metrics}  {when:19}  {origin}")
+        family = model_info.describe(model_info.read_info(base / str(version)))
+        print(f"{'*' if version == now else '':2}{version:>7}  {metrics}  {when:19}  {origin}; "
+              f"{family}")
     print(f"* served ({'pinned in served.json' if served.pinned_version(base) else 'highest'})")
     return 0
 

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from cartola.models.model_info import load_ops
+
 EXAMPLES_SIGNATURE = "serving_default"
 RAW_SIGNATURE = "predict_raw"
 OUTPUT_KEY = "probability"
@@ -445,6 +447,7 @@ class ServedModel:
         """Load and warm up (first calls trace and allocate; requests should not pay that)."""
         tf = _import_tf()
         path = Path(path)
+        load_ops(path)
         model = cls(int(path.name) if version is None else version, path,
                     tf.saved_model.load(str(path)))
         model.warm_up()
