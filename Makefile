@@ -27,10 +27,10 @@ baseline: setup  ## The data scientist's baseline (pandas/statsmodels/scikit-lea
 	$(PY) src/refactored_code.py
 
 data: setup  ## Regenerate the synthetic sample data.
-	$(PY) -m cartola.sample_data
+	$(PY) -m cartola.data.sample_data
 
 schema: setup  ## Re-infer and curate schema/schema.pbtxt from data/ (review the diff!).
-	$(PY) -m cartola.schema
+	$(PY) -m cartola.data.schema
 
 lock:  ## Re-resolve requirements.txt from requirements.in.
 	uv pip compile requirements.in --override overrides.txt --python-version 3.10 --python-platform x86_64-manylinux_2_36 -o requirements.txt

@@ -11,8 +11,8 @@ from tfx.orchestration.airflow.airflow_dag_runner import (AirflowDagRunner,
                                                           AirflowPipelineConfig)
 
 from cartola.config import load_config
-from cartola.pipeline import create_pipeline
-from cartola.orchestration import airflow_tasks
+from cartola.pipeline.definition import create_pipeline
+from cartola.orchestration import airflow_tasks, beam
 
 BASE_CONFIG = load_config()
 CONFIG = BASE_CONFIG.replace(pipeline_name=f"{BASE_CONFIG.pipeline_name}_tfx_runner")
@@ -22,4 +22,4 @@ DAG = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config={
     "start_date": datetime(2025, 1, 1, tzinfo=timezone.utc),
     "catchup": False,
     "max_active_runs": 1,
-})).run(create_pipeline(CONFIG))
+})).run(create_pipeline(CONFIG, beam_args=beam.for_span(CONFIG, None).args))

@@ -34,7 +34,7 @@ from cartola.data.spans import latest_folder
 from cartola.orchestration import processes
 from cartola.orchestration.airflow_local import config_env, local_airflow
 from cartola.orchestration.services import free_port
-from cartola.versions import model_versions
+from cartola.published.versions import model_versions
 
 REPO = Path(__file__).resolve().parents[1]
 ANCHOR_DAG = REPO / "bench" / "airflow_dag_runner_dag.py"

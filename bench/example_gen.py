@@ -28,7 +28,7 @@ import psutil
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # pylint: disable=wrong-import-position
-from cartola import sample_data
+from cartola.data import sample_data
 from cartola.config import load_config
 from cartola.data import postgres
 from cartola.data.spans import date_to_span

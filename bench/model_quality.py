@@ -88,7 +88,7 @@ def _latest(folder: Path) -> Path:
 def _score(model_dir: Path, test_csv: Path, out_csv: Path, label: str):
     """(labels, probabilities) of the test rows the model scored, and how many it rejected."""
     # pylint: disable=import-outside-toplevel
-    from cartola.scoring import LocalScorer, score_csv
+    from cartola.scoring.batch import LocalScorer, score_csv
     from cartola.serving.model import ServedModel
     score_csv(test_csv, out_csv, LocalScorer(ServedModel.load(model_dir, 0)), None,
               id_column="", progress=False)

@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 
 import psutil
 
-from cartola import sample_data
+from cartola.data import sample_data
 
 REPO = Path(__file__).resolve().parents[1]
 PSS_EVERY = 10  # samples (of 0.2 s) between two PSS readings

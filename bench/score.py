@@ -42,12 +42,12 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # pylint: disable=wrong-import-position
-from cartola import scoring
+from cartola.scoring import batch as scoring
 from cartola.config import load_config
 from cartola.data.spans import latest_folder
 from cartola.serving.model import RawFeature, ServedModel, build_examples
-from cartola.serving.model import varint
-from cartola.versions import model_versions
+from cartola.codec.wire import varint
+from cartola.published.versions import model_versions
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:

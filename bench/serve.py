@@ -38,10 +38,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # pylint: disable=wrong-import-position
 from cartola.config import load_config
 from cartola.data.spans import latest_folder
-from cartola.monitoring.request_log import logged_files, read_logged
+from cartola.serving.request_log import logged_files, read_logged
 from cartola.serving.client import ServingClient
 from cartola.serving.model import ServedModel, build_examples, columns_from_instances
-from cartola.versions import model_versions
+from cartola.published.versions import model_versions
 
 
 def _rows(config, features, count: int) -> List[Dict]:

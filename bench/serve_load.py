@@ -193,7 +193,7 @@ def main() -> int:
     import tempfile
     from cartola.config import load_config
     from cartola.serving.workers import cores
-    from cartola.versions import model_versions
+    from cartola.published.versions import model_versions
     config = load_config()
     model_dir = Path(args.model_dir) if args.model_dir else config.model_serving_dir
     if not model_versions(model_dir):

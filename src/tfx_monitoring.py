@@ -13,7 +13,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG
 
 from cartola.config import load_config
-from cartola.monitoring import airflow_tasks
+from cartola.orchestration import monitoring_tasks as airflow_tasks
 from cartola.orchestration.airflow_tasks import on_task_failure
 
 CONFIG = load_config()

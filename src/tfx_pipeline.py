@@ -13,7 +13,8 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, conf
 
 from cartola.config import load_config
-from cartola.orchestration import airflow_tasks, topology
+from cartola.orchestration import airflow_tasks
+from cartola.pipeline import topology
 
 CONFIG = load_config()
 

@@ -14,7 +14,7 @@ read_fd, write_fd = os.pipe()
 pid = os.fork()
 if pid == 0:  # the child: what a task forked from a warm worker does
     os.close(read_fd)
-    child = {"imported": "cartola.pipeline" in sys.modules,
+    child = {"imported": "cartola.pipeline.definition" in sys.modules,
              "runtime_before": preload.tensorflow_runtime_started()}
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     child["sum"] = float(tf.reduce_sum(tf.constant([1.0, 2.0, 3.0])).numpy())

@@ -23,10 +23,11 @@ import pytest
 from conftest import SAMPLE_CSV, make_config, profile_config
 from pipeline_helpers import first_output
 from receivers import WebhookReceiver
-from cartola import sample_data
+from cartola.data import sample_data
 from cartola.orchestration.airflow_local import local_airflow
-from cartola.versions import model_versions
-from cartola.orchestration import airflow_tasks, topology
+from cartola.published.versions import model_versions
+from cartola.orchestration import airflow_tasks
+from cartola.pipeline import topology
 
 pytestmark = pytest.mark.e2e
 
@@ -188,7 +189,7 @@ def preloaded_tasks(local, run_id, source: str = "csv") -> set:
 def _statistics(config, run_id=None) -> dict:
     """{split: {feature: (non-missing count, mean or None)}} and {split: rows} of a
     StatisticsGen output (the first one, or the one of ``run_id``)."""
-    from cartola.pages import load_statistics
+    from cartola.reports.pages import load_statistics
     from cartola.registry.runs import load_run
     uri = (load_run(config, run_id).output_uri("StatisticsGen", "statistics") if run_id
            else str(first_output(config, "StatisticsGen", "statistics")))
@@ -220,7 +221,7 @@ def _next_span_trains_on_new_rows(config, tmp_path, dag_run_id: str) -> None:
     (latest span) reads it, and only it, into Transform and the Trainer."""
     from cartola.data.postgres import load_spans
     from cartola.orchestration.local import run_local
-    from cartola.registry.runs import examples_span
+    from cartola.data.spans import examples_span
     new = sample_data.write_spans(tmp_path / "new", weeks=1, seed=7,
                                   latest=date(2026, 11, 23))[-1]
     assert new.parent.name == "snapshot=2026-11-23"
@@ -339,7 +340,7 @@ def _assert_survived_kill(config, run_id, tis, retry_log, preloaded) -> None:
 def _assert_week_2_challenged_the_champion(config, ids) -> dict:
     """Weeks 1 and 2 each trained once; week 2's Evaluator read week 2's span and week 1's
     model as the baseline. Returns week 2's push result."""
-    from cartola.registry.runs import examples_span
+    from cartola.data.spans import examples_span
     store = open_store(config)
     trainers = [airflow_tasks.node_executions(store, config, run_id, "Trainer")
                 for run_id in ids[:2]]

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from conftest import LATEST_SPAN, make_config
-from cartola.config import ConfigError
+from cartola.config import ConfigError, worker_count
 from cartola.data.spans import Span, resolve_span
 from cartola.orchestration import beam
 
@@ -19,8 +19,8 @@ def test_auto_picks_by_size_and_says_why(tmp_path):
     assert small.reason == ("DirectRunner in-memory, 1 worker (9.7 MB of input < "
                             "beam_multi_processing_mb = 32)")
     large = beam.choose(config, 97_000_000)
-    cores = beam.workers(0)
-    assert cores == len(os.sched_getaffinity(0)) and beam.workers(3) == 3
+    cores = worker_count(0)
+    assert cores == len(os.sched_getaffinity(0)) and worker_count(3) == 3
     assert large.args == ["--direct_running_mode=multi_processing",
                           f"--direct_num_workers={cores}"]
     assert "97.0 MB of input >= beam_multi_processing_mb = 32" in large.reason

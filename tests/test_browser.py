@@ -17,7 +17,8 @@ import time
 import pytest
 
 from conftest import REPO
-from cartola.orchestration import airflow_tasks, topology
+from cartola.orchestration import airflow_tasks
+from cartola.pipeline import topology
 from cartola.orchestration.airflow_api import quote
 
 pytestmark = pytest.mark.e2e

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cartola.components import describe_anomalies, publish_model
+from cartola.pipeline.components import describe_anomalies, publish_model
 from cartola.errors import RunFaultError
-from cartola.versions import model_versions
-from cartola.metrics import ks_from_matrices
+from cartola.published.versions import model_versions
+from cartola.pipeline.metrics import ks_from_matrices
 
 
 def _saved_model(path, fingerprint=b"fp-1"):
@@ -41,7 +41,7 @@ def test_taken_version_moves_to_next_number(tmp_path, monkeypatch):
     """A concurrent writer that takes version N between listing and rename."""
     base = tmp_path / "m"
     publish_model(_saved_model(tmp_path / "a"), base)
-    from cartola import components  # pylint: disable=import-outside-toplevel
+    from cartola.pipeline import components  # pylint: disable=import-outside-toplevel
     real = components.model_versions
 
     def stale_listing(path):

@@ -18,7 +18,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO, make_config
-from cartola.orchestration import airflow_tasks, topology
+from cartola.orchestration import airflow_tasks, beam
+from cartola.pipeline import topology
 
 DAG_FILE = REPO / "src" / "tfx_pipeline.py"
 MONITORING_DAG_FILE = REPO / "src" / "tfx_monitoring.py"
@@ -120,8 +121,9 @@ def test_config_from_the_environment_reaches_the_dag(tmp_path):
 
 
 def test_tasks_and_edges_equal_the_compiled_pipeline(parsed, tmp_path):
-    from cartola.pipeline import compile_pipeline
-    ir = compile_pipeline(make_config(tmp_path))
+    from cartola.pipeline.definition import compile_pipeline
+    config = make_config(tmp_path)
+    ir = compile_pipeline(config, beam_args=beam.for_span(config, None).args)
     ir_nodes = {node.pipeline_node.node_info.id: sorted(node.pipeline_node.upstream_nodes)
                 for node in ir.nodes}
     # The static table the DAG is built from ...
@@ -266,10 +268,11 @@ def test_unfinished_execution_outputs_are_cleared(tmp_path):
 def test_postgresql_source_dag_equals_its_compiled_pipeline(tmp_path):
     """With source = postgresql the DAG's ExampleGen task is PostgresExampleGen, its edges
     those of the compiled pipeline, and parsing imports no DB driver (HEAVY has psycopg)."""
-    from cartola.pipeline import compile_pipeline
+    from cartola.pipeline.definition import compile_pipeline
     settings = {"source": "postgresql", "db_uri": "postgresql://cartola@127.0.0.1:5432/data",
                 "db_table": "cartola_users"}
-    ir = compile_pipeline(make_config(tmp_path, **settings))
+    config = make_config(tmp_path, **settings)
+    ir = compile_pipeline(config, beam_args=beam.for_span(config, None).args)
     ir_nodes = {node.pipeline_node.node_info.id: sorted(node.pipeline_node.upstream_nodes)
                 for node in ir.nodes}
     assert {node: sorted(ups) for node, ups in topology.nodes("postgresql").items()} == ir_nodes
@@ -311,7 +314,7 @@ def test_monitoring_dag_follows_the_config(parsed, tmp_path):
                                                      ("failed", "false", False),
                                                      (None, "true", False)])
 def test_retrain_only_past_a_threshold(monkeypatch, status, retrain, expected):
-    from cartola.monitoring import airflow_tasks as monitoring_tasks
+    from cartola.orchestration import monitoring_tasks
     monkeypatch.setenv("CARTOLA_MONITOR_RETRAIN", retrain)
     result = None if status is None else {"status": status}
     ti = SimpleNamespace(xcom_pull=lambda task_ids: result if task_ids == "monitor" else None)

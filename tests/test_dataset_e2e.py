@@ -49,7 +49,7 @@ def spreadsheet_export(folder: Path, rows: int = ROWS, seed: int = 7) -> Path:
 def test_new_data_set_through_init_run_and_score(tmp_path, capsys):
     from cartola.cli import main  # pylint: disable=import-outside-toplevel
     from cartola.config import load_config  # pylint: disable=import-outside-toplevel
-    from cartola.versions import model_versions  # pylint: disable=import-outside-toplevel
+    from cartola.published.versions import model_versions  # pylint: disable=import-outside-toplevel
     data = spreadsheet_export(tmp_path / "data")
     target = tmp_path / "purchases"
     assert main(["init", str(target), "--data", str(data.parent), "--label", "bought",

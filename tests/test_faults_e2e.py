@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PG_DATABASE, make_config
-from cartola.versions import model_versions
+from cartola.published.versions import model_versions
 
 pytestmark = pytest.mark.e2e
 
@@ -197,7 +197,7 @@ def test_disk_full_during_push_leaves_the_served_version(pg_project, small_disk,
     """serving_dir on a tmpfs with room for the served version and half another: the Pusher
     fails with one line, no partial version is visible, the served version is unchanged."""
     from cartola.registry.runs import load_run
-    from cartola.registry.served import served_version
+    from cartola.published.served import served_version
     config, _ = pg_project
     if model_versions(config.model_serving_dir) != [1]:  # the retry above did not run
         assert cli_run(config, capsys)[0] == 0

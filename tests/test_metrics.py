@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from cartola.metrics import (auc_from_matrices, hanley_mcneil_se, prior_log_loss)
+from cartola.pipeline.metrics import (auc_from_matrices, hanley_mcneil_se, prior_log_loss)
 from test_components import _Matrices  # pylint: disable=wrong-import-order
 
 
@@ -40,7 +40,7 @@ def _tfma_metrics(labels, predictions):
     import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
 
     from cartola.config import load_config  # pylint: disable=import-outside-toplevel
-    from cartola.pipeline import eval_config  # pylint: disable=import-outside-toplevel
+    from cartola.pipeline.definition import eval_config  # pylint: disable=import-outside-toplevel
     config = eval_config(load_config(environ={}))
     del config.model_specs[:]
     config.model_specs.add(label_key="label", prediction_key="prediction")

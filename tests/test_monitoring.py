@@ -123,7 +123,7 @@ def _monitor(config, log_dir, monitor_dir, *args):
 @pytest.mark.timeout(1200)
 def test_logged_traffic_round_trips_and_skew_fails_naming_the_feature(traffic, tmp_path):
     config, normal, skewed = traffic
-    from cartola.monitoring.request_log import logged_files
+    from cartola.serving.request_log import logged_files
     assert logged_files(normal / config.model_name) and logged_files(skewed / config.model_name)
 
     passed = _monitor(config, normal, tmp_path / "normal")
@@ -167,7 +167,7 @@ def test_monitoring_dag_on_skewed_logs_triggers_training(traffic, tmp_path):
     goes on and trigger_training creates a run of the training DAG with the report in its
     conf (no scheduler here, so that run stays queued)."""
     from cartola.orchestration.airflow_local import local_airflow
-    from cartola.monitoring.airflow_tasks import dag_id
+    from cartola.orchestration.monitoring_tasks import dag_id
     config, _, skewed = traffic
     config = config.replace(request_log_dir=skewed, monitor_dir=tmp_path / "monitoring",
                             airflow_home=tmp_path / "airflow", schedule="none")

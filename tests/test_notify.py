@@ -22,7 +22,8 @@ from receivers import SmtpReceiver, WebhookReceiver, closed_port_url
 from cartola.config import NOTIFY_EVENTS
 from cartola.errors import DataValidationError
 from cartola.monitoring import notify
-from cartola.orchestration import airflow_tasks, topology
+from cartola.orchestration import airflow_tasks
+from cartola.pipeline import topology
 
 TOKEN = "s3cr3t-t0ken"
 

@@ -28,7 +28,7 @@ def _overall_metrics(evaluation_dir):
 
 def test_first_run_pushes_version_1_that_scores_raw_examples(pushed_project):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from cartola.versions import model_versions  # pylint: disable=import-outside-toplevel
+    from cartola.published.versions import model_versions  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
     assert model_versions(config.model_serving_dir) == [1]
     model = tf.saved_model.load(str(config.model_serving_dir / "1"))
@@ -72,7 +72,7 @@ def test_second_run_is_cached_and_pushes_nothing_worse(pushed_project):
     # The same model (same fingerprint) is not published a second time, and the run says so.
     assert result["pushed_version"] is None
     assert tree_digest(config.path(config.serving_dir)) == before
-    from cartola.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
+    from cartola.reports.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
     assert why_not_pushed(config) == "the blessed model is identical to the served version 1"
 
 
@@ -97,7 +97,7 @@ def test_shuffled_label_is_not_blessed_and_serving_is_unchanged(pushed_project, 
     result = run_local(config, _write(frame, tmp_path / "shuffled"))
     assert result["pushed_version"] is None
     assert tree_digest(config.path(config.serving_dir)) == before
-    from cartola.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
+    from cartola.reports.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
     reason = why_not_pushed(config)  # the floors, with the values that missed them
     assert reason.startswith("not blessed: ") and "ks 0." in reason, reason
     assert "is below the floor 0.4" in reason and "auc 0." in reason, reason

@@ -37,7 +37,7 @@ def test_exported_table_init_run_push_then_unit_bug_stopped(tmp_path, capsys):
     # pylint: disable=import-outside-toplevel
     from cartola.cli import main
     from cartola.config import load_config
-    from cartola.versions import model_versions
+    from cartola.published.versions import model_versions
     root = tmp_path / "crm_churn"
     first = root / "snapshot=2026-11-02"
     first.mkdir(parents=True)

@@ -10,7 +10,8 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import standard_artifacts
 
-from cartola.registry.baseline import SpanWindowStrategy, artifact_span
+from cartola.data.spans import artifact_span
+from cartola.pipeline.baseline import SpanWindowStrategy
 
 TRANSFORM = "tfx.components.transform.component.Transform"
 

@@ -148,7 +148,7 @@ def test_the_run_after_the_rollback_compares_with_version_1(three_runs):
     baseline = run.inputs[("Evaluator", "baseline_model")]
     assert baseline.uri == str(first_output(config, "Trainer", "model"))  # run 1's model
     assert baseline.uri != run.inputs[("Evaluator", "model")].uri
-    from cartola.outcome import why_not_pushed
+    from cartola.reports.outcome import why_not_pushed
     assert "version 2, which is not served (rolled back)" in why_not_pushed(config)
     from cartola.registry.history import history
     last = history(config, last=1)[0]

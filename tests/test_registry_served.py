@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from cartola.components import publish_model
-from cartola.registry import served
+from cartola.pipeline.components import publish_model
+from cartola.published import served
 from test_components import _saved_model  # pylint: disable=wrong-import-order
 
 

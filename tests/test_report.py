@@ -10,7 +10,8 @@ import pytest
 
 from conftest import SAMPLE_CSV, make_config
 from pipeline_helpers import first_output
-from cartola import report, tools_cli
+from cartola.cli import tools as tools_cli
+from cartola.reports import run_report as report
 from cartola.registry.history import report_path
 from cartola.registry.runs import RegistryError, list_runs, node_timings
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import SAMPLE_CSV
-from cartola import sample_data
+from cartola.data import sample_data
 
 MODEL_COLUMNS = ["anos_como_pro", "avg_3", "avg_4", "escalacoes", "norm_escalacao"]
 

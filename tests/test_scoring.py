@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from conftest import SAMPLE_CSV
-from cartola import scoring, scoring_csv, tools_cli
+from cartola.cli import tools as tools_cli
+from cartola.scoring import batch as scoring, csv_input as scoring_csv
 from cartola.serving.client import ServingError
 from cartola.serving.model import RawFeature
 

@@ -426,7 +426,7 @@ def _hammering(url, name, rows, threads=3):
 
 @pytest.mark.e2e
 def test_newly_pushed_version_is_served_without_failing_requests(real_serving, tmp_path):
-    from cartola.components import publish_model  # pylint: disable=import-outside-toplevel
+    from cartola.pipeline.components import publish_model  # pylint: disable=import-outside-toplevel
     config, registry, server = real_serving
     rows = _sample_rows(config, 5)
     client = ServingClient(server.url, config.model_name)

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from test_serving import FEATURES, NAME, ROW, FakeModel, _sample_rows, http, running
 from cartola.config import load_config
-from cartola.monitoring.request_log import (LOGGED_AT, MODEL_VERSION, SCORE, RequestLogger,
+from cartola.serving.request_log import (LOGGED_AT, MODEL_VERSION, SCORE, RequestLogger,
                                             file_start, logged_files, read_logged,
                                             suffix_parts)
 from cartola.serving.core import ModelRegistry, endpoint_of

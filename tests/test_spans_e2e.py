@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, SAMPLE_CSV, SCHEMA
 from pipeline_helpers import executions_by_state, tree_digest
 from receivers import closed_port_url
-from cartola import sample_data
+from cartola.data import sample_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 

@@ -111,7 +111,7 @@ def test_report_section_draws_both_spans(base, tmp_path):
     # pylint: disable=import-outside-toplevel
     from types import SimpleNamespace
 
-    from cartola.validation.report import drift_section
+    from cartola.reports.drift_section import drift_section
     shifted = _stats(_frame(4, shift=2.5))
     result = _check(base, shifted, base[0], action="warn")
     _write_stats(tmp_path / "now", shifted)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import sys
 import typing
@@ -38,6 +39,38 @@ DEFAULT_DATASET = "cartola"
 
 class ConfigError(ValueError):
     """A configuration value is missing, malformed or inconsistent."""
+
+
+# Span specs of ``span_pattern``'s folder part: a date's parts, or a span number.
+DATE_SPECS = ("{YYYY}", "{MM}", "{DD}")
+SPAN_SPEC = "{SPAN}"
+# An SQL name PostgreSQL reads unchanged, so the query needs no double quotes around it.
+PLAIN_SQL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def split_pattern(pattern: str) -> Tuple[str, str]:
+    """(folder template, file glob) of a span pattern; ValueError when it has no span spec
+    in its folder part or mixes date and number specs."""
+    folder, _, files = pattern.rpartition("/")
+    has_date = [spec in folder for spec in DATE_SPECS]
+    if any(spec in files for spec in DATE_SPECS + (SPAN_SPEC,)):
+        raise ValueError(f"span_pattern {pattern!r}: put the span spec in the folder part")
+    if not folder or not files:
+        raise ValueError(f"span_pattern {pattern!r}: expected <folder with a span spec>/<glob>")
+    if SPAN_SPEC in folder and any(has_date):
+        raise ValueError(f"span_pattern {pattern!r}: use {{SPAN}} or a date, not both")
+    if SPAN_SPEC not in folder and not all(has_date):
+        raise ValueError(f"span_pattern {pattern!r}: needs {{SPAN}} or all of "
+                         "{YYYY}, {MM} and {DD}")
+    return folder, files
+
+
+def worker_count(configured: int) -> int:
+    """Worker processes for a ``*_workers`` setting: the configured number, or every core (0)."""
+    if configured > 0:
+        return configured
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None  # Linux
+    return max(len(usable) if usable else (os.cpu_count() or 1), 1)
 
 
 def default_project_home() -> Path:
@@ -68,7 +101,7 @@ class Config:  # pylint: disable=too-many-instance-attributes
     data_root: Path = Path("data")
     span_pattern: str = "snapshot={YYYY}-{MM}-{DD}/*.csv"
     # Spans the Trainer learns from: this run's and the train_spans - 1 before it that earlier
-    # runs ingested (cartola.registry.baseline.SpanWindowStrategy).
+    # runs ingested (cartola.pipeline.baseline.SpanWindowStrategy).
     train_spans: int = 1
     # Curated schema imported by ImportSchemaGen (see README, "Updating the schema").
     schema_path: Path = Path("schema/schema.pbtxt")
@@ -248,6 +281,11 @@ class Config:  # pylint: disable=too-many-instance-attributes
         value = Path(value).expanduser()
         return value if value.is_absolute() else self.project_home / value
 
+    def input_dir(self, data_root: Optional[os.PathLike] = None) -> Path:
+        """The folder a run reads: ``data_root`` of one run (a CLI flag, a DAG run's conf),
+        resolved like every configured path, else the configured :attr:`data_dir`."""
+        return self.path(Path(data_root)) if data_root else self.data_dir
+
     @property
     def data_dir(self) -> Path:
         """Absolute folder of input CSV files."""
@@ -360,7 +398,6 @@ class Config:  # pylint: disable=too-many-instance-attributes
         if not 0.0 < self.drift_threshold <= 1.0 or not 0.0 < self.skew_threshold <= 1.0:
             raise ConfigError("drift_threshold and skew_threshold are Jensen-Shannon "
                               "divergences: choose values in (0, 1]")
-        from cartola.data.spans import split_pattern  # pylint: disable=import-outside-toplevel
         try:
             split_pattern(self.span_pattern)
         except ValueError as err:
@@ -412,9 +449,10 @@ class Config:  # pylint: disable=too-many-instance-attributes
         # 1.16, put_execution raises InternalError "syntax error at or near".
         if not self.metadata_uri.startswith("postgresql"):
             return
-        from cartola.data.postgres import default_query  # pylint: disable=import-outside-toplevel
-        query = self.db_query or default_query(self.db_table, self.snapshot_column)
-        if '"' in query or "\\" in query:
+        # The default query quotes a name exactly when it is not plain (data/postgres.py).
+        names = self.db_table.split(".") + [self.snapshot_column]
+        quoted = not self.db_query and not all(PLAIN_SQL_NAME.fullmatch(n) for n in names)
+        if quoted or '"' in self.db_query or "\\" in self.db_query:
             raise ConfigError("ML Metadata on PostgreSQL cannot record a query with double "
                               "quotes or backslashes: use lower-case names without quotes in "
                               "db_table / snapshot_column / db_query, or a view")

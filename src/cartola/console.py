@@ -168,3 +168,15 @@ def run_quietly(command, args, log_path: Optional[Path], verbose: bool) -> int:
         if code != USER_MISTAKE and console.has_output():  # a mistake stays one line
             print(f"full log: {console.log_path}", file=sys.stderr)
         return code
+
+
+def fail(message: str) -> int:
+    """Print ``cartola: message`` on stderr; the exit code of a user's mistake (2)."""
+    print(f"cartola: {message}", file=sys.stderr)
+    return 2
+
+
+def quiet_google_warnings() -> None:
+    """TFX's Google client libraries warn at import that Python 3.10 is old; TFX 1.16 needs it."""
+    import warnings  # pylint: disable=import-outside-toplevel
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")

@@ -348,7 +348,7 @@ def init_dataset(target: Path, data_dir: Path, label: str, id_column: Optional[s
     # pylint: disable=import-outside-toplevel
     import tensorflow_data_validation as tfdv
 
-    from cartola.schema import curate
+    from cartola.data.schema import curate
     target = target.expanduser().resolve()
     config_path, schema_path = _outputs(target, force)
     data_root, files = data_files(data_dir.expanduser().resolve())

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import stat
 import urllib.parse
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from cartola.config import PLAIN_SQL_NAME
 from cartola.data.checks import check_input_dir, compare_headers, file_header
 from cartola.data.labels import LabelCoding
 from cartola.data.spans import Span, date_to_span, list_spans, pick_span, span_to_date
@@ -33,7 +33,6 @@ KINDS = {
 }
 SQL_TYPES = {"INT": "bigint", "FLOAT": "double precision", "BYTES": "text"}
 _SNAPSHOT_TYPES = ("date", "timestamp", "timestamptz")
-_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 # A span's size for the Beam runner choice: its rows as text, about a CSV line each.
 _SIZE = "coalesce(sum(octet_length(q::text)), 0)"
 
@@ -88,7 +87,7 @@ def quote_column(name: str) -> str:
     """A name as an SQL identifier: as is when PostgreSQL would read it unchanged (lower
     case, letters, digits, _), quoted otherwise. Plain names keep the query free of double
     quotes, which ML Metadata's PostgreSQL backend fails to store (see config.py)."""
-    if _PLAIN_NAME.fullmatch(name):
+    if PLAIN_SQL_NAME.fullmatch(name):
         return name
     from psycopg import sql  # pylint: disable=import-outside-toplevel
     return sql.Identifier(name).as_string(None)

@@ -19,13 +19,12 @@ import re
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
+from cartola.config import split_pattern
 from cartola.data.checks import (check_input_dir, checked_rows, compare_headers, file_header,
                                  require_rows)
 from cartola.errors import InputDataError
 
 EPOCH = dt.date(1970, 1, 1)
-DATE_SPECS = ("{YYYY}", "{MM}", "{DD}")
-SPAN_SPEC = "{SPAN}"
 FLAT_PATTERN = "*.csv"
 _SPEC_REGEX = {"{YYYY}": r"(?P<year>\d{4})", "{MM}": r"(?P<month>\d{2})",
                "{DD}": r"(?P<day>\d{2})", "{SPAN}": r"(?P<span>\d+)"}
@@ -74,23 +73,6 @@ def span_label(number: Optional[int], pattern: str) -> str:
     if number == 0 and is_date_pattern(pattern):
         return "flat folder"  # no span folders: the data root itself is span 0
     return span_to_date(number).isoformat() if is_date_pattern(pattern) else str(number)
-
-
-def split_pattern(pattern: str) -> Tuple[str, str]:
-    """(folder template, file glob) of a span pattern; ValueError when it has no span spec
-    in its folder part or mixes date and number specs."""
-    folder, _, files = pattern.rpartition("/")
-    has_date = [spec in folder for spec in DATE_SPECS]
-    if any(spec in files for spec in DATE_SPECS + (SPAN_SPEC,)):
-        raise ValueError(f"span_pattern {pattern!r}: put the span spec in the folder part")
-    if not folder or not files:
-        raise ValueError(f"span_pattern {pattern!r}: expected <folder with a span spec>/<glob>")
-    if SPAN_SPEC in folder and any(has_date):
-        raise ValueError(f"span_pattern {pattern!r}: use {{SPAN}} or a date, not both")
-    if SPAN_SPEC not in folder and not all(has_date):
-        raise ValueError(f"span_pattern {pattern!r}: needs {{SPAN}} or all of "
-                         "{YYYY}, {MM} and {DD}")
-    return folder, files
 
 
 def is_date_pattern(pattern: str) -> bool:
@@ -227,3 +209,18 @@ def pick_span(spans: List[Span], where: str, pattern: str, requested, interval) 
                 f"available: {_describe(spans)}")
         return inside[-1]
     return spans[-1]
+
+
+def examples_span(artifact) -> Optional[int]:
+    """Span of an ML Metadata Examples artifact. ExampleGen's driver records it as a custom
+    property; the typed property is read too."""
+    for props in (artifact.properties, artifact.custom_properties):
+        if "span" in props:
+            return props["span"].int_value
+    return None
+
+
+def artifact_span(artifact) -> int:
+    """An Examples artifact's span. ExampleGen's driver records it as a custom property, which
+    ``artifact.span`` (the typed property) does not read."""
+    return examples_span(artifact.mlmd_artifact) or 0

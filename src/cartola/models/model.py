@@ -26,7 +26,7 @@ import tf_keras
 from tfx_bsl.public import tfxio
 
 from cartola.models import features
-from cartola.orchestration.beam import workers
+from cartola.config import worker_count
 
 OUTPUT_KEY = "probability"
 
@@ -67,7 +67,7 @@ def set_threads(threads: int) -> str:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:
             pass
-    cores = workers(0)
+    cores = worker_count(0)
     intra = tf.config.threading.get_intra_op_parallelism_threads() or cores
     inter = tf.config.threading.get_inter_op_parallelism_threads() or cores
     kept = " (TensorFlow already started in this process)" if threads and (

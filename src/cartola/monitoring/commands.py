@@ -27,7 +27,7 @@ def _monitor(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import logging as absl_logging
     from cartola.monitoring.monitor import MonitorError, run_monitor
-    from cartola.tools_cli import quiet_google_warnings
+    from cartola.console import quiet_google_warnings
     quiet_google_warnings()
     absl_logging.set_verbosity(absl_logging.ERROR)
     config = load_config(args.config)

@@ -1,6 +1,6 @@
 """`cartola monitor`: the served model's traffic against the data it learned from.
 
-Traffic is a window of the rows the server logged (:mod:`cartola.monitoring.request_log`) or a
+Traffic is a window of the rows the server logged (:mod:`cartola.serving.request_log`) or a
 batch CSV scored here with the served version. Two checks:
 
 * feature skew: TFDV's ``validate_statistics`` with a Jensen-Shannon ``skew_comparator`` per
@@ -26,9 +26,10 @@ import numpy as np
 
 from cartola.config import Config
 from cartola.data.spans import span_label
-from cartola.monitoring import request_log
-from cartola.registry.runs import RegistryError, examples_span, load_run, open_store
-from cartola.registry.served import served_version
+from cartola.serving import request_log
+from cartola.data.spans import examples_span
+from cartola.registry.runs import RegistryError, load_run, open_store
+from cartola.published.served import served_version
 
 # Share floor of an empty score bin in the PSI (the usual convention; ln(0) is undefined).
 _PSI_FLOOR = 1e-4
@@ -129,8 +130,8 @@ def logged_traffic(config: Config, reference: Reference, start: dt.datetime, end
 def _copy_window(files: List[Path], out: Path, version: int, window_ms: tuple) -> tuple:
     """Copy the records of ``version`` logged in [low, high) ms to ``out``; returns their
     scores and how many rows other versions scored in the window."""
-    from cartola.serving.model import _import_tf  # pylint: disable=import-outside-toplevel
-    tf = _import_tf()
+    from cartola.serving.model import import_tf  # pylint: disable=import-outside-toplevel
+    tf = import_tf()
     spec = {request_log.SCORE: tf.io.FixedLenFeature([], tf.float32),
             request_log.MODEL_VERSION: tf.io.FixedLenFeature([], tf.int64),
             request_log.LOGGED_AT: tf.io.FixedLenFeature([], tf.int64)}
@@ -202,8 +203,8 @@ def _checked_columns(frame, features, csv_path: Path, decimal: str) -> Dict[str,
 
 
 def _write_records(path: Path, records: List[bytes]) -> None:
-    from cartola.serving.model import _import_tf  # pylint: disable=import-outside-toplevel
-    with _import_tf().io.TFRecordWriter(str(path)) as writer:
+    from cartola.serving.model import import_tf  # pylint: disable=import-outside-toplevel
+    with import_tf().io.TFRecordWriter(str(path)) as writer:
         for record in records:
             writer.write(record)
 
@@ -235,7 +236,7 @@ def score_drift(reference: np.ndarray, live: np.ndarray) -> Dict[str, float]:
 def eval_scores(config: Config, reference: Reference) -> np.ndarray:
     """The served version's scores on the eval split of the data it was trained on."""
     # pylint: disable=import-outside-toplevel
-    from cartola.report import read_examples, score_examples
+    from cartola.reports.run_report import read_examples, score_examples
     serialized, _ = read_examples(reference.examples_uri, "eval", config.label)
     if not serialized:
         raise MonitorError(f"no eval examples under {reference.examples_uri}")

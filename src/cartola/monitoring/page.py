@@ -7,8 +7,8 @@ from typing import Any, Dict
 
 import numpy as np
 
-from cartola.pages import CSS, figure_png, img, pyplot, table
-from cartola.validation.report import feature_panels
+from cartola.reports.pages import CSS, figure_png, img, pyplot, table
+from cartola.reports.drift_section import feature_panels
 
 
 def plot_scores(reference: np.ndarray, traffic: np.ndarray, result: Dict[str, Any]) -> bytes:

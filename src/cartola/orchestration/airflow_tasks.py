@@ -24,7 +24,8 @@ from cartola.config import Config, load_config
 from cartola.errors import DataValidationError, InputDataError
 from cartola.data.source import find_input, resolve_input
 from cartola.data.spans import Span
-from cartola.orchestration import run_lock, topology
+from cartola.orchestration import run_lock
+from cartola.pipeline import topology
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def run_input(context: Mapping[str, Any], config: Config) -> Tuple[Optional[str]
     if value is not None and config.source != "csv":
         raise AirflowFailException(f"conf data_root is for CSV folders; this DAG reads "
                                    f"source = {config.source!r} (conf span picks a snapshot)")
-    folder = config.path(Path(value)) if value else config.data_dir
+    folder = config.input_dir(value)
     interval = None
     run_type = getattr(dag_run, "run_type", "")
     run_type = getattr(run_type, "value", run_type)  # the Task SDK gives an Enum
@@ -164,7 +165,7 @@ def run_input(context: Mapping[str, Any], config: Config) -> Tuple[Optional[str]
 
 def recorded_span(config: Config, run_id: str) -> Optional[int]:
     """The span this run's ExampleGen ingested (ML Metadata), or None before it ran."""
-    from cartola.registry.runs import examples_span  # pylint: disable=import-outside-toplevel
+    from cartola.data.spans import examples_span  # pylint: disable=import-outside-toplevel
     store = _store(config)
     for execution in node_executions(store, config, run_id, topology.example_gen(config.source)):
         for artifact in _output_artifacts(store, execution):
@@ -280,7 +281,7 @@ def push_result(config: Config, run_id: str) -> Dict[str, Any]:
         result.update(pushed=True, version=props["pushed_version"].string_value,
                       destination=props["pushed_destination"].string_value)
     else:
-        from cartola.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
+        from cartola.reports.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
         result["reason"] = why_not_pushed(config, run_id) + ": nothing pushed"
     return result
 
@@ -334,7 +335,7 @@ def _node_input(node_id: str, context: Mapping[str, Any], config: Config,
         log.info("span %s (%s)", span.name, span.location)
         return folder, span
     conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
-    folder = str(config.path(Path(conf["data_root"]))) if conf.get("data_root") else None
+    folder = str(config.input_dir(conf["data_root"])) if conf.get("data_root") else None
     if not topology.depends_on(node_id, topology.example_gen(config.source), config.source):
         return folder, None  # runs beside or before ExampleGen: no span recorded yet
     number = recorded_span(config, run_id)
@@ -357,8 +358,8 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
     folder, span = _node_input(node_id, context, config, run_id)
     started = time.monotonic()
     # Already imported when the worker preloaded TFX (cartola.orchestration.preload).
-    preloaded = "cartola.pipeline" in sys.modules
-    importlib.import_module("cartola.pipeline")  # TensorFlow, TFX, TFMA: the bulk of the cost
+    preloaded = "cartola.pipeline.definition" in sys.modules
+    importlib.import_module("cartola.pipeline.definition")  # TensorFlow, TFX, TFMA: the bulk
     from cartola.orchestration.node import run_node
     imported = time.monotonic()
     log.info("imported TFX in %.1f s", imported - started)
@@ -379,7 +380,7 @@ def run_tfx_node(node_id: str, **context: Any) -> Optional[Dict[str, Any]]:
         if notify.wanted(config, "version_pushed"):
             result["facts"] = notify.run_facts(config, run_id)
     log.info("push result: %s", result)
-    from cartola.tools_cli import history_page_after_run
+    from cartola.reports.history_page import history_page_after_run
     log.info("run history: %s", history_page_after_run(config))
     return result
 

@@ -2,11 +2,11 @@
 multi-processing mode on every core for large ones, or whatever runner the config names."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import List, NamedTuple, Optional
 
-from cartola.data.spans import FLAT_PATTERN, Span, split_pattern
+from cartola.config import split_pattern, worker_count
+from cartola.data.spans import FLAT_PATTERN, Span
 
 # Options that mean the user chose the runner or its mode: beam_args then win outright.
 _RUNNER_FLAGS = ("--runner", "--direct_running_mode", "--direct_num_workers")
@@ -24,14 +24,6 @@ def data_bytes(folder: Optional[Path], files_glob: str) -> Optional[int]:
     if folder is None or not folder.is_dir():
         return None
     return sum(path.stat().st_size for path in folder.glob(files_glob) if path.is_file())
-
-
-def workers(configured: int) -> int:
-    """Worker processes for multi-processing: the configured number, or every core (0)."""
-    if configured > 0:
-        return configured
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None  # Linux
-    return max(len(usable) if usable else (os.cpu_count() or 1), 1)
 
 
 def choose(config, size: Optional[int]) -> BeamChoice:
@@ -55,7 +47,7 @@ def choose(config, size: Optional[int]) -> BeamChoice:
                f"beam_multi_processing_mb = {config.beam_multi_processing_mb:g}")
     else:
         why = f"beam_mode = {mode}"
-    count = workers(config.beam_workers) if mode != "in_memory" else 1
+    count = worker_count(config.beam_workers) if mode != "in_memory" else 1
     return BeamChoice(
         [f"--direct_running_mode={mode}", f"--direct_num_workers={count}"] + extra,
         f"DirectRunner {mode.replace('_', '-')}, {count} worker{'s' if count > 1 else ''} "

@@ -4,16 +4,28 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
-from cartola.versions import model_versions
+from cartola.published.versions import model_versions
 from cartola.config import Config
 from cartola.console import COMPONENT
 from cartola.data.source import resolve_input
 from cartola.orchestration import beam, rerun
 from cartola.orchestration.progress import component_progress
 from cartola.orchestration.run_lock import new_run_id
+
+
+def _compiled(config: Config, data_root: Optional[str], span, beam_args, run_id: str) -> tuple:
+    """The pipeline's IR for run ``run_id`` and its number of components."""
+    # pylint: disable=import-outside-toplevel
+    from tfx.dsl.compiler import compiler, constants
+    from tfx.orchestration.portable import runtime_parameter_utils
+    from cartola.pipeline.definition import create_pipeline
+    pipeline = create_pipeline(config, data_root, span, beam_args=beam_args)
+    ir = compiler.Compiler().compile(pipeline)
+    runtime_parameter_utils.substitute_runtime_parameter(
+        ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    return ir, len(pipeline.components)
 
 
 def run_local(config: Config, data_root: Optional[str] = None,
@@ -27,7 +39,7 @@ def run_local(config: Config, data_root: Optional[str] = None,
 
     The run id is chosen here, not inside LocalDagRunner, so the caller reports on its own
     run rather than on whichever run is the latest."""
-    data_dir = config.path(Path(data_root)) if data_root else config.data_dir
+    data_dir = config.input_dir(data_root)
     resolved = resolve_input(config, data_dir, span)
     key = rerun.fingerprint(config, resolved, data_dir) if rerun.applies(config) else ""
     last = rerun.unchanged(config, key) if reuse else None
@@ -38,21 +50,15 @@ def run_local(config: Config, data_root: Optional[str] = None,
                 "latest_version": versions[-1] if versions else None}
     # Imported here: the CLI answers --help and bad input without paying TFX's import time.
     # pylint: disable=import-outside-toplevel
-    from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-    from tfx.orchestration.portable import runtime_parameter_utils
-    from cartola.pipeline import create_pipeline
     before = model_versions(config.model_serving_dir)
     started = time.monotonic()
-    pipeline = create_pipeline(config, data_root, resolved)
     choice = beam.for_span(config, resolved)
     print(f"beam: {choice.reason}", file=sys.stderr, flush=True)
-    ir = compiler.Compiler().compile(pipeline)
     run_id = run_id or new_run_id()
-    runtime_parameter_utils.substitute_runtime_parameter(
-        ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+    ir, components = _compiled(config, data_root, resolved, choice.args, run_id)
     rerun.forget(config)
-    with component_progress(len(pipeline.components)) as progress:
+    with component_progress(components) as progress:
         try:
             LocalDagRunner().run_with_ir(ir)
         except Exception as err:

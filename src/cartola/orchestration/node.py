@@ -13,6 +13,7 @@ from absl import logging
 
 from cartola.config import Config, load_config
 from cartola.data.spans import Span
+from cartola.orchestration import beam
 
 
 def run_node(node_id: str, run_id: str, data_root: Optional[str] = None,
@@ -24,10 +25,10 @@ def run_node(node_id: str, run_id: str, data_root: Optional[str] = None,
     from tfx.orchestration.local import runner_utils
     from tfx.orchestration.portable import launcher, runtime_parameter_utils
 
-    from cartola.pipeline import compile_pipeline
+    from cartola.pipeline.definition import compile_pipeline
 
     config = config or load_config()
-    ir = compile_pipeline(config, data_root, span)
+    ir = compile_pipeline(config, data_root, span, beam_args=beam.for_span(config, span).args)
     runtime_parameter_utils.substitute_runtime_parameter(
         ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
     deployment = runner_utils.extract_local_deployment_config(ir)

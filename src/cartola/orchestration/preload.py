@@ -89,7 +89,7 @@ def preload() -> Dict[str, object]:
         import tfx.components  # noqa: F401
         from tfx.orchestration.portable import launcher  # noqa: F401
 
-        import cartola.pipeline  # noqa: F401
+        import cartola.pipeline.definition  # noqa: F401
         from cartola.orchestration import node  # noqa: F401
     report = fork_safety()
     report["seconds"] = round(time.monotonic() - started, 1)

@@ -22,8 +22,8 @@ from typing import Optional
 
 from cartola.config import Config
 from cartola.data.spans import Span
-from cartola.registry.served import ServedVersionError, pinned_version, served_version
-from cartola.versions import model_versions
+from cartola.published.served import ServedVersionError, pinned_version, served_version
+from cartola.published.versions import model_versions
 
 RECORD = "last_run.json"
 # Libraries whose upgrade can change a result with the same project code.

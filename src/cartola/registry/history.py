@@ -12,8 +12,9 @@ from typing import List, Optional
 from cartola.config import Config
 from cartola.data.postgres import DATE_PATTERN
 from cartola.data.spans import span_label
-from cartola.orchestration import topology
-from cartola.registry.runs import (RunInfo, custom_property, examples_span, execution_property,
+from cartola.pipeline import topology
+from cartola.data.spans import examples_span
+from cartola.registry.runs import (RunInfo, custom_property, execution_property,
                                    load_run, open_store, pipeline_runs)
 
 REPORTS_DIR = "reports"
@@ -84,7 +85,7 @@ def _evaluation(row: RunRow, run: RunInfo) -> List[str]:
     uri = run.output_uri("Evaluator", "evaluation")
     if uri is None or not Path(uri, "eval_config.json").is_file():
         return []
-    from cartola.evaluation import load_evaluation  # pylint: disable=import-outside-toplevel
+    from cartola.pipeline.evaluation import load_evaluation  # pylint: disable=import-outside-toplevel
     evaluation = load_evaluation(uri)
     row.ks, row.auc = evaluation["overall"].get("ks"), evaluation["overall"].get("auc")
     base = evaluation["baseline_overall"]

@@ -16,9 +16,10 @@ from ml_metadata.proto import metadata_store_pb2
 
 from cartola.config import Config
 from cartola.data.spans import span_label
-from cartola.registry.runs import (RegistryError, custom_property, examples_span,
+from cartola.data.spans import examples_span
+from cartola.registry.runs import (RegistryError, custom_property,
                                    execution_property, open_store)
-from cartola.versions import model_versions
+from cartola.published.versions import model_versions
 
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INTERNAL_OUTPUT)
 # Walking forward, only these inputs carry training data on; the Evaluator consumes

@@ -132,12 +132,3 @@ def custom_property(artifact, name: str) -> Any:
     value = artifact.custom_properties[name]
     kind = value.WhichOneof("value")
     return getattr(value, kind) if kind in ("int_value", "double_value", "string_value") else None
-
-
-def examples_span(artifact) -> Optional[int]:
-    """Span of an ML Metadata Examples artifact. ExampleGen's driver records it as a custom
-    property; the typed property is read too."""
-    for props in (artifact.properties, artifact.custom_properties):
-        if "span" in props:
-            return props["span"].int_value
-    return None

@@ -15,7 +15,7 @@ Endpoints:
 
 Versions come from a :class:`~cartola.serving.core.ModelRegistry` (hot swap) and answers
 from :func:`~cartola.serving.core.predict`, which also hands the scored examples to the
-request log (:mod:`cartola.monitoring.request_log`). Every request, errors included, is
+request log (:mod:`cartola.serving.request_log`). Every request, errors included, is
 counted in :class:`~cartola.serving.metrics.ServingMetrics` by one ASGI middleware, in
 front of the bearer-token check and the load shedding of :mod:`cartola.serving.guards`.
 
@@ -164,7 +164,7 @@ class _Serving:
     max_body_bytes: int
     max_instances: int
     metrics: ServingMetrics
-    request_log: Any  # a cartola.monitoring.request_log.RequestLogger, or None
+    request_log: Any  # a cartola.serving.request_log.RequestLogger, or None
 
 
 class _BodyError(RequestError):

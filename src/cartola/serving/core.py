@@ -1,7 +1,7 @@
 """The model server's framework-neutral core: the served version (hot swap) and predict.
 
 :class:`ModelRegistry` serves the highest integer version Pusher wrote under a folder, unless
-``served.json`` pins one (``cartola rollback``, see :mod:`cartola.registry.served`). A watcher
+``served.json`` pins one (``cartola rollback``, see :mod:`cartola.published.served`). A watcher
 thread polls the folder; a new served version is loaded and warmed up completely before one
 reference assignment swaps it in, so requests already running finish on the model they
 started with. :func:`predict` answers one TF Serving predict body with a model. Nothing here
@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from cartola.registry.served import ServedVersionError, pinned_version
+from cartola.published.served import ServedVersionError, pinned_version
 from cartola.serving.model import (EXAMPLES_SIGNATURE, RAW_SIGNATURE, RequestError, ServedModel,
                                    build_examples, columns_from_inputs, columns_from_instances,
                                    decode_b64, is_b64)
-from cartola.versions import model_versions
+from cartola.published.versions import model_versions
 
 LOG = logging.getLogger("cartola.serving")
 
@@ -209,7 +209,7 @@ def endpoint_of(path: str) -> str:
 def predict(model, payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES,
             request_log: Any = None) -> dict:
     """Answer one predict request body (already parsed JSON) with ``model``; log the scored
-    rows to ``request_log`` (a :class:`cartola.monitoring.request_log.RequestLogger`) if any."""
+    rows to ``request_log`` (a :class:`cartola.serving.request_log.RequestLogger`) if any."""
     if not isinstance(payload, dict):
         raise RequestError("the request body must be a JSON object")
     signature = payload.get("signature_name") or EXAMPLES_SIGNATURE

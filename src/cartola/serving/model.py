@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from cartola.codec.wire import varint, varints
 from cartola.models.model_info import load_ops
 
 EXAMPLES_SIGNATURE = "serving_default"
@@ -181,7 +182,8 @@ def decode_b64(values: Sequence[Any]) -> List[bytes]:
 # --------------------------------------------------------------------------------------------
 # The model.
 
-def _import_tf():
+def import_tf():
+    """TensorFlow, imported on first use so that this module stays light to import."""
     # TFX 1.16 expects Keras 2; the legacy switch must precede the first TF import.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -195,7 +197,7 @@ def raw_features_of(signature) -> Dict[str, RawFeature]:
     Read from its ``ParseExampleV2`` op: dense keys without a default are required, sparse
     keys optional; the op's dtypes give int/float/string.
     """
-    tf = _import_tf()
+    tf = import_tf()
     kinds = {tf.int64.as_datatype_enum: "int", tf.float32.as_datatype_enum: "float",
              tf.string.as_datatype_enum: "string"}
     graph_def = signature.graph.as_graph_def()
@@ -226,36 +228,11 @@ def raw_features_of(signature) -> Dict[str, RawFeature]:
     return dict(sorted(found[0].items()))
 
 
-def varint(value: int) -> bytes:
-    """Protobuf's base-128 varint of an int64."""
-    value &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negatives
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
 # Feature's oneof: bytes_list(1), float_list(2), int64_list(3), all length-delimited.
 _LIST_TAGS = {"string": b"\x0a", "float": b"\x12", "int": b"\x1a"}
 # A layout shared by fewer rows is written row by row: below this, numpy's fixed cost per
 # call exceeds joining a row's bytes in Python.
 _MIN_GROUP_ROWS = 16
-
-
-def _varints(values: np.ndarray) -> tuple:
-    """:func:`varint` of each int64: an (n, width) uint8 matrix, rows left-aligned, and each
-    row's byte count."""
-    values = values.astype(np.int64).view(np.uint64)
-    width = max(1, (int(values.max(initial=0)).bit_length() + 6) // 7)
-    sizes = np.ones(len(values), dtype=np.int64)
-    for byte in range(1, width):
-        sizes += values >= np.uint64(1 << (7 * byte))
-    matrix = (values[:, None] >> _SHIFTS[:width]).astype(np.uint8) & 0x7F
-    matrix[np.arange(width) < (sizes - 1)[:, None]] |= 0x80
-    return matrix, sizes
 
 
 class _Column:
@@ -281,7 +258,7 @@ class _Column:
                 self._matrix = numbers.astype("<f4").view(np.uint8).reshape(-1, 4)
                 sizes = np.full(len(numbers), 4)
             else:
-                self._matrix, sizes = _varints(numbers)
+                self._matrix, sizes = varints(numbers)
             self._starts = np.arange(len(numbers)) * self._matrix.shape[1]
             self._flat = self._matrix.tobytes()
         self.codes = np.where(present, sizes + 1, 0)
@@ -412,7 +389,7 @@ def _takes_features_by_name(function, features: Mapping[str, RawFeature]) -> boo
     strings as strings."""
     if function is None:
         return False
-    tf = _import_tf()
+    tf = import_tf()
     inputs = function.structured_input_signature[1]
     return set(inputs) == set(features) and all(
         inputs[name].dtype == (tf.string if feature.kind == "string" else tf.float32)
@@ -445,7 +422,7 @@ class ServedModel:
     @classmethod
     def load(cls, path: Path, version: Optional[int] = None) -> "ServedModel":
         """Load and warm up (first calls trace and allocate; requests should not pay that)."""
-        tf = _import_tf()
+        tf = import_tf()
         path = Path(path)
         load_ops(path)
         model = cls(int(path.name) if version is None else version, path,
@@ -461,7 +438,7 @@ class ServedModel:
 
     def predict_serialized(self, serialized: Sequence[bytes]) -> np.ndarray:
         """PRO probabilities, shape [n], of serialized raw ``tf.Example`` protos."""
-        tf = _import_tf()
+        tf = import_tf()
         try:
             outputs = self._serve(examples=tf.constant(list(serialized), dtype=tf.string))
         except tf.errors.InvalidArgumentError as err:
@@ -481,7 +458,7 @@ class ServedModel:
         there), a number beyond float32."""
         if self._by_name is None or not columns:
             return None
-        tf = _import_tf()
+        tf = import_tf()
         tensors = {}
         for name, values in columns.items():
             kind = self.features[name].kind

@@ -131,7 +131,7 @@ def _serve_workers(args, model_dir: Path, model_name: str, config, workers: int,
                 "max_inflight": guard["max_inflight"], "token_file": guard["token_file"],
                 "request_log": _request_log_settings(args)}
     if settings["request_log"] is not None:  # an unwritable folder: one line, before workers
-        from cartola.monitoring.request_log import RequestLogger
+        from cartola.serving.request_log import RequestLogger
         log = settings["request_log"]
         try:
             probe = RequestLogger.from_config(config, model_name, log["sample"], log["dir"])

@@ -117,7 +117,7 @@ def worker_app():
     """The app of one worker process (uvicorn's factory), from ``$CARTOLA_SERVING_WORKER``."""
     # pylint: disable=import-outside-toplevel
     from cartola.config import load_config
-    from cartola.monitoring.request_log import RequestLogger
+    from cartola.serving.request_log import RequestLogger
     from cartola.serving.app import create_app
     from cartola.serving.core import ModelRegistry
     from cartola.serving.guards import read_token

@@ -25,7 +25,7 @@ from tfx.utils import io_utils
 
 from cartola.data.spans import span_label
 from cartola.errors import DRIFT_GATE, DataValidationError
-from cartola.registry.baseline import artifact_span
+from cartola.data.spans import artifact_span
 from cartola.validation.divergence import NOISE_P, comparator_schema, label_shift, measure
 
 DRIFT_FILE = "drift.json"

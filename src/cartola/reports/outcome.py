@@ -40,9 +40,9 @@ def failed_thresholds(evaluation_uri: str) -> List[str]:
 def why_not_pushed(config: Config, run_id: Optional[str] = None) -> str:
     """One line saying why the run (default: the latest) pushed nothing."""
     # pylint: disable=import-outside-toplevel
-    from cartola.components import IDENTICAL_TO
+    from cartola.pipeline.components import IDENTICAL_TO
     from cartola.registry.runs import custom_property, load_run
-    from cartola.registry.served import served_version
+    from cartola.published.served import served_version
     run = load_run(config, run_id)
     pushed = run.outputs.get(("Pusher", "pushed_model"))
     served = served_version(config.model_serving_dir)

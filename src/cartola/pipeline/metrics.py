@@ -62,7 +62,7 @@ def _ks(name: str = KS_NAME,
 
 class KolmogorovSmirnov(metric_types.Metric):
     """TFMA metric ``ks``; configure with ``MetricConfig(class_name="KolmogorovSmirnov",
-    module="cartola.metrics")``."""
+    module="cartola.pipeline.metrics")``."""
 
     def __init__(self, name: str = KS_NAME):
         super().__init__(metric_util.merge_per_key_computations(_ks), name=name)

@@ -18,8 +18,8 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.utils import io_utils, proto_utils
 
 from cartola.errors import DataValidationError, RunFaultError
-from cartola.registry.served import after_push, served_version
-from cartola.versions import model_versions
+from cartola.published.served import after_push, served_version
+from cartola.published.versions import model_versions
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 # Pusher output property: the served version a blessed model was identical to.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cartola.config import load_config
-from cartola.tools_cli import fail, quiet_google_warnings
+from cartola.console import fail, quiet_google_warnings
 
 
 def register(subparsers) -> None:
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 def _runs(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
     quiet_google_warnings()
-    from cartola.history_page import write_history_page
+    from cartola.reports.history_page import write_history_page
     from cartola.registry.history import format_table, history
     from cartola.registry.runs import RegistryError
     config = load_config(args.config)
@@ -67,10 +67,10 @@ def _models(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
     quiet_google_warnings()
     from cartola.models import model_info
-    from cartola.registry import served
+    from cartola.published import served
     from cartola.registry.history import history
     from cartola.registry.runs import RegistryError
-    from cartola.versions import model_versions
+    from cartola.published.versions import model_versions
     config = load_config(args.config)
     base = config.model_serving_dir
     try:
@@ -122,7 +122,7 @@ def _lineage(args: argparse.Namespace) -> int:
 
 def _set_served(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
-    from cartola.registry import served
+    from cartola.published import served
     config = load_config(args.config)
     base = config.model_serving_dir
     try:

@@ -33,9 +33,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Optional, Sequence
 
-from cartola.serving.model import varint
+from cartola.codec.wire import entry, field, int64_feature, read_records, varint
 
-LOG = logging.getLogger("cartola.monitoring.request_log")
+LOG = logging.getLogger("cartola.serving.request_log")
 
 SCORE = "__score__"
 MODEL_VERSION = "__model_version__"
@@ -101,57 +101,20 @@ def logged_files(folder: Path, start: Optional[datetime] = None,
 
 
 def read_logged(files: Iterable[Path]) -> Iterator[bytes]:
-    """The records of TFRecord files, in order (no TensorFlow needed). The data CRC is checked
-    when ``google_crc32c`` is installed (it comes with the Google Cloud libraries)."""
-    try:
-        import google_crc32c  # pylint: disable=import-outside-toplevel
-        crc = google_crc32c.value
-    except ImportError:
-        crc = None
-    for path in files:
-        with open(path, "rb") as stream:
-            while True:
-                header = stream.read(12)
-                if not header:
-                    break
-                length = struct.unpack("<Q", header[:8])[0] if len(header) == 12 else -1
-                data = stream.read(length) if length >= 0 else b""
-                footer = stream.read(4)
-                if len(data) != length or len(footer) != 4:
-                    raise ValueError(f"{path}: truncated record")
-                if crc is not None and struct.unpack("<I", footer)[0] != _masked(crc(data)):
-                    raise ValueError(f"{path}: corrupt record (CRC mismatch)")
-                yield data
-
-
-def _masked(crc: int) -> int:
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    """The logged records of ``files``, in order (no TensorFlow needed)."""
+    return read_records(files)
 
 
 # --------------------------------------------------------------------------------------------
 # Encoding the appended features (protobuf wire format).
 
-def _field(tag: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return bytes([tag]) + varint(len(payload)) + payload
-
-
-def _entry(name: str, feature: bytes) -> bytes:
-    """Features.feature(1) map entry: key(1) -> Feature(2)."""
-    return _field(0x0A, _field(0x0A, name.encode()) + _field(0x12, feature))
-
-
-def _int64_feature(value: int) -> bytes:
-    return _field(0x1A, _field(0x0A, varint(value)))  # Feature.int64_list > packed value
-
-
 def suffix_parts(version: int, logged_at_ms: int) -> tuple:
     """(head, tail): a row's appended bytes are ``head + float32 score (little endian) +
     tail``, a serialized Example whose features are SCORE, MODEL_VERSION and LOGGED_AT. Only
     the score varies within a batch, so the rest is built once."""
-    score_head = _field(0x0A, SCORE.encode()) + b"\x12\x08\x12\x06\x0a\x04"  # 4-byte float
-    rest = _entry(MODEL_VERSION, _int64_feature(version)) + _entry(LOGGED_AT,
-                                                                   _int64_feature(logged_at_ms))
+    score_head = field(0x0A, SCORE.encode()) + b"\x12\x08\x12\x06\x0a\x04"  # 4-byte float
+    rest = entry(MODEL_VERSION, int64_feature(version)) + entry(LOGGED_AT,
+                                                                   int64_feature(logged_at_ms))
     entry_head = b"\x0a" + varint(len(score_head) + 4) + score_head
     features_len = len(entry_head) + 4 + len(rest)
     return b"\x0a" + varint(features_len) + entry_head, rest

@@ -23,7 +23,7 @@ week), still has those who left since (2% a week), and has fewer lineups (``esca
 counts the season's lineups so far). An optional span after the latest plants a drift in a
 model feature (``avg_3`` shifted up, as after a scoring-rule change).
 
-Regenerate the shipped spans with ``python -m cartola.sample_data`` (see ``--help``).
+Regenerate the shipped spans with ``python -m cartola.data.sample_data`` (see ``--help``).
 """
 from __future__ import annotations
 
@@ -302,7 +302,7 @@ def _write_frames(path: Path, frames: Iterable[pd.DataFrame]) -> Path:
 def main(argv: Optional[List[str]] = None) -> int:
     """Command line: write the weekly sample spans (or one CSV file)."""
     parser = argparse.ArgumentParser(
-        prog="python -m cartola.sample_data",
+        prog="python -m cartola.data.sample_data",
         description="Write the synthetic Cartola PRO sample as weekly snapshot folders "
                     "(deterministic for a given seed).")
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,

@@ -11,19 +11,13 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx.dsl.components.common import resolver
 
-from cartola.registry.runs import examples_span
-from cartola.registry.served import served_version
+from cartola.data.spans import artifact_span
+from cartola.published.served import served_version
 
 
 # Executions of this type finishing means an earlier run passed its data gates and trained.
 _TRANSFORM_TYPE = "tfx.components.transform.component.Transform"
 _DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
-
-
-def artifact_span(artifact: types.Artifact) -> int:
-    """An Examples artifact's span. ExampleGen's driver records it as a custom property, which
-    ``artifact.span`` (the typed property) does not read."""
-    return examples_span(artifact.mlmd_artifact) or 0
 
 
 def _served_pushers(store, pushed_models: List[types.Artifact], serving_dir: str) -> List[int]:

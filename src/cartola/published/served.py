@@ -17,7 +17,7 @@ import socket
 from pathlib import Path
 from typing import Optional
 
-from cartola.versions import model_versions
+from cartola.published.versions import model_versions
 
 SERVED_FILE = "served.json"
 LOG_FILE = "served_log.jsonl"

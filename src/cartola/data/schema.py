@@ -1,6 +1,6 @@
 """Make the curated schema that ImportSchemaGen feeds to ExampleValidator.
 
-``python -m cartola.schema`` infers a schema from the CSV files under the data root with TFDV
+``python -m cartola.data.schema`` infers a schema from the CSV files under the data root with TFDV
 (the same inference SchemaGen runs), then tightens it with the rules below and writes
 ``schema/schema.pbtxt``. Review the diff (``git diff schema/``) before committing: new data is
 validated against this file, not against a schema inferred from itself.

@@ -1,7 +1,7 @@
 """``cartola serve | score | report``: the tools that use the pushed model.
 
 ``register(subparsers)`` adds the three subcommands to the ``cartola`` parser; the parser
-must define ``--config``. ``python -m cartola.tools_cli`` runs them on their own.
+must define ``--config``. ``python -m cartola.cli.tools`` runs them on their own.
 Heavy imports (TensorFlow, TFMA) happen inside the commands, so ``--help`` stays fast.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from cartola.config import ConfigError, load_config
+from cartola.console import fail
 
 
 def register(subparsers) -> None:
@@ -69,18 +70,6 @@ def register(subparsers) -> None:
     report.set_defaults(func=_report)
 
 
-def fail(message: str) -> int:
-    """Print ``cartola: message`` on stderr; the exit code of a user's mistake (2)."""
-    print(f"cartola: {message}", file=sys.stderr)
-    return 2
-
-
-def quiet_google_warnings() -> None:
-    """TFX's Google client libraries warn at import that Python 3.10 is old; TFX 1.16 needs it."""
-    import warnings  # pylint: disable=import-outside-toplevel
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
-
-
 def _serve(args: argparse.Namespace) -> int:
     import logging  # pylint: disable=import-outside-toplevel
 
@@ -99,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
-    from cartola import scoring
+    from cartola.scoring import batch as scoring
     from cartola.serving.client import ServingClient, ServingError
     from cartola.serving.model import ModelLoadError
     config = load_config(args.config)
@@ -140,7 +129,7 @@ def _score(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     # pylint: disable=import-outside-toplevel
-    from cartola import report
+    from cartola.reports import run_report as report
     from cartola.registry.runs import RegistryError, list_runs
     config = load_config(args.config)
     try:
@@ -158,27 +147,16 @@ def report_after_run(config, run_id: Optional[str] = None) -> Optional[Path]:
     """The report of run ``run_id`` (default: the latest) for ``cartola run`` to print; a
     report that cannot be made is a warning, not a failed run."""
     try:
-        from cartola import report  # pylint: disable=import-outside-toplevel
+        from cartola.reports import run_report as report  # pylint: disable=import-outside-toplevel
         return report.build_report(config, run_id)
     except Exception as err:  # pylint: disable=broad-except
         print(f"cartola: warning: no run report: {type(err).__name__}: {err}", file=sys.stderr)
         return None
 
 
-def history_page_after_run(config) -> Optional[Path]:
-    """The refreshed run-history page; a page that cannot be made is a warning."""
-    try:
-        from cartola.history_page import write_history_page  # pylint: disable=import-outside-toplevel
-        return write_history_page(config)
-    except Exception as err:  # pylint: disable=broad-except
-        print(f"cartola: warning: no run-history page: {type(err).__name__}: {err}",
-              file=sys.stderr)
-        return None
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m cartola.tools_cli serve|score|report ...``."""
-    parser = argparse.ArgumentParser(prog="python -m cartola.tools_cli",
+    """``python -m cartola.cli.tools serve|score|report ...``."""
+    parser = argparse.ArgumentParser(prog="python -m cartola.cli.tools",
                                      description=__doc__.split("\n", 1)[0])
     parser.add_argument("--config", help="TOML config file (default: $CARTOLA_CONFIG)")
     register(parser.add_subparsers(dest="command", required=True))

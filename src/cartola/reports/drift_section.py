@@ -11,7 +11,7 @@ import numpy as np
 
 from cartola.config import Config
 from cartola.registry.runs import RunInfo
-from cartola.pages import figure_png, img, load_statistics, pyplot, table
+from cartola.reports.pages import figure_png, img, load_statistics, pyplot, table
 from cartola.validation.drift import load_result, stopped_dir, threshold_note
 
 NODE = "DriftGate"

@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from cartola import console, tools_cli
+from cartola import console
+from cartola.cli import tools as tools_cli
 from cartola.config import ConfigError, load_config
 from cartola.errors import DataValidationError, InputDataError, RunFaultError
 from cartola.monitoring import commands as monitor_commands
-from cartola.registry import commands as registry_commands
+from cartola.cli import registry_commands
 from cartola.registry.runs import RegistryError, node_timings
 
 
@@ -22,13 +23,14 @@ def _print_report(config, run_id: Optional[str] = None) -> None:
     report = tools_cli.report_after_run(config, run_id)
     if report is not None:
         print(f"run report: {report}")
-    page = tools_cli.history_page_after_run(config)
+    from cartola.reports.history_page import history_page_after_run  # pylint: disable=import-outside-toplevel
+    page = history_page_after_run(config)
     if page is not None:
         print(f"run history: {page}")
 
 
 def _why_not_pushed(config, run_id: str) -> str:
-    from cartola import outcome  # pylint: disable=import-outside-toplevel
+    from cartola.reports import outcome  # pylint: disable=import-outside-toplevel
     try:
         return outcome.why_not_pushed(config, run_id)
     except Exception as err:  # pylint: disable=broad-except
@@ -52,7 +54,7 @@ def _run(args) -> int:
 
 def _run_locked(args, config, run_id: str) -> int:
     """``cartola run`` while it holds the project home."""
-    tools_cli.quiet_google_warnings()
+    console.quiet_google_warnings()
     # pylint: disable=import-outside-toplevel
     from cartola.monitoring import notify
     from cartola.orchestration.local import run_local
@@ -115,7 +117,7 @@ def _names(text: Optional[str]) -> List[str]:
 
 
 def _init(args) -> int:
-    tools_cli.quiet_google_warnings()
+    console.quiet_google_warnings()
     from cartola.data.checks import check_text_inputs  # pylint: disable=import-outside-toplevel
     check_text_inputs(Path(args.data))
     from cartola.data.init import init_dataset  # pylint: disable=import-outside-toplevel
@@ -158,7 +160,7 @@ def _load_sample(args) -> int:
     elif args.uri:
         changes["db_uri"] = args.uri
     config = config.replace(**changes)
-    data_dir = config.path(Path(args.data_root)) if args.data_root else config.data_dir
+    data_dir = config.input_dir(args.data_root)
     loaded = postgres.load_spans(config, data_dir, replace=args.replace)
     print(f"loaded into {postgres.PostgresSource(config).where} at {config.db_uri}:")
     for day, rows in loaded:
@@ -251,7 +253,3 @@ def main(argv: Optional[List[str]] = None) -> int:
                          help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return console.run_quietly(_dispatch, args, _log_path(args), args.verbose)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,12 +25,13 @@ import numpy as np
 
 from cartola.config import Config
 from cartola.data.labels import LabelCoding
-from cartola.evaluation import load_evaluation
+from cartola.pipeline.evaluation import load_evaluation
 from cartola.models import model_info
-from cartola.orchestration import topology
+from cartola.pipeline import topology
 from cartola.registry.history import report_path
 from cartola.registry.runs import RegistryError, RunInfo, custom_property, load_run
-from cartola.pages import CSS, figure_png, fmt, img, load_statistics, pyplot, split_dirs, table
+from cartola.reports.pages import (CSS, figure_png, fmt, img, load_statistics, pyplot, split_dirs,
+                                   table)
 from cartola.serving.model import ModelLoadError
 
 ASSETS_PREFIX = "report_"
@@ -47,7 +48,7 @@ def load_anomalies(uri: str) -> Tuple[List[str], int]:
     # pylint: disable=import-outside-toplevel
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    from cartola.components import ANOMALIES_FILE, describe_anomalies
+    from cartola.pipeline.components import ANOMALIES_FILE, describe_anomalies
     per_split = {}
     for split, folder in split_dirs(uri).items():
         path = folder / ANOMALIES_FILE
@@ -94,8 +95,8 @@ def _feature_rows(stats) -> List[List[Any]]:
 def read_examples(uri: str, split: str, label: str) -> Tuple[List[bytes], np.ndarray]:
     """Serialized examples of one CsvExampleGen split and their labels."""
     # pylint: disable=import-outside-toplevel
-    from cartola.serving.model import _import_tf
-    tf = _import_tf()
+    from cartola.serving.model import import_tf
+    tf = import_tf()
     files = sorted(str(p) for p in (Path(uri) / f"Split-{split}").glob("*"))
     if not files:
         raise RegistryError(f"no {split} examples under {uri}")
@@ -454,7 +455,7 @@ def build_report(config: Config, run_id: Optional[str] = None,
     summary["pushed_version"] = custom_property(pusher, "pushed_version") if pushed else None
     pngs: Dict[str, bytes] = {}
     data = _data_section(config, run, summary, pngs)
-    from cartola.validation.report import drift_section  # pylint: disable=import-outside-toplevel
+    from cartola.reports.drift_section import drift_section  # pylint: disable=import-outside-toplevel
     drift = drift_section(config, run, summary, pngs)
     model, evaluation = _model_section(run, summary)
     model += _family_section(run, summary)

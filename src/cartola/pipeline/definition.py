@@ -11,14 +11,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import range_config_pb2
 
-from cartola.components import AtomicPushExecutor, DataValidationGate
+from cartola.pipeline.components import AtomicPushExecutor, DataValidationGate
 from cartola.config import Config, ConfigError
 from cartola.data.csv_example_gen import csv_example_gen
 from cartola.data.labels import LabelCoding
@@ -26,10 +26,9 @@ from cartola.data.postgres import PostgresSource
 from cartola.data.postgres_example_gen import postgres_example_gen
 from cartola.data.spans import FLAT_PATTERN, Span
 from cartola.metadata import metadata_connection_config
-from cartola.metrics import AucLowerBound, KolmogorovSmirnov, LogLossGain
-from cartola.orchestration import beam
+from cartola.pipeline.metrics import AucLowerBound, KolmogorovSmirnov, LogLossGain
 from cartola.models import features
-from cartola.registry.baseline import (ServedModelStrategy, ServedStatisticsStrategy,
+from cartola.pipeline.baseline import (ServedModelStrategy, ServedStatisticsStrategy,
                                        SpanWindowStrategy)
 from cartola.validation.divergence import statistics_options
 from cartola.validation.drift import DriftGate
@@ -144,11 +143,13 @@ def _example_gen(config: Config, data_dir: Path, span: Optional[Span]):
 
 
 def create_pipeline(config: Config, data_root: Optional[str] = None,
-                    span: Optional[Span] = None) -> tfx.dsl.Pipeline:
+                    span: Optional[Span] = None, *,
+                    beam_args: Sequence[str]) -> tfx.dsl.Pipeline:
     """The pipeline for ``config`` on ``span`` (from :func:`cartola.data.source.resolve_input`;
     None: ExampleGen's driver takes the newest span). ``data_root`` overrides
-    ``config.data_root`` for one run."""
-    data_dir = config.path(Path(data_root)) if data_root else config.data_dir
+    ``config.data_root`` for one run; ``beam_args`` are the runner's choice for the span
+    (:func:`cartola.orchestration.beam.for_span`)."""
+    data_dir = config.input_dir(data_root)
     spec = features.feature_spec(config)
 
     example_gen = _example_gen(config, data_dir, span)
@@ -230,11 +231,12 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
                     evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config(config),
-        beam_pipeline_args=beam.for_span(config, span).args)
+        beam_pipeline_args=list(beam_args))
 
 
 def compile_pipeline(config: Config, data_root: Optional[str] = None,
-                     span: Optional[Span] = None):
+                     span: Optional[Span] = None, *, beam_args: Sequence[str]):
     """Compiled pipeline IR (``pipeline_pb2.Pipeline``)."""
     from tfx.dsl.compiler import compiler  # pylint: disable=import-outside-toplevel
-    return compiler.Compiler().compile(create_pipeline(config, data_root, span))
+    return compiler.Compiler().compile(
+        create_pipeline(config, data_root, span, beam_args=beam_args))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import html
 import os
+import sys
 from pathlib import Path
 from typing import List, Optional
 
 from cartola.config import Config
-from cartola.registry import served
+from cartola.published import served
 from cartola.registry.history import HEADERS, REPORTS_DIR, RunRow, history, table_rows
-from cartola.pages import CSS, figure_png, img, pyplot, table
+from cartola.reports.pages import CSS, figure_png, img, pyplot, table
 
 
 def plot_metrics(rows: List[RunRow]) -> Optional[bytes]:
@@ -92,3 +93,13 @@ def write_history_page(config: Config) -> Path:
     tmp.write_text(render(config, history(config)), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def history_page_after_run(config) -> Optional[Path]:
+    """The refreshed run-history page; a page that cannot be made is a warning."""
+    try:
+        return write_history_page(config)
+    except Exception as err:  # pylint: disable=broad-except
+        print(f"cartola: warning: no run-history page: {type(err).__name__}: {err}",
+              file=sys.stderr)
+        return None

@@ -17,7 +17,7 @@ under temporary names and renamed at the end.
 Rows are read with :mod:`csv` rather than ``pandas.read_csv`` because only the former knows
 each record's physical line (quoted newlines, blank and short lines); each chunk is then
 parsed column-wise with pandas. A chunk of plain lines that would all be scored (no quotes,
-blank lines or odd values: see :class:`~cartola.scoring_csv.FastParser`) is instead parsed
+blank lines or odd values: see :class:`~cartola.scoring.csv_input.FastParser`) is instead parsed
 and checked with pyarrow, the next one in a thread while it is scored, and written
 column-wise: the same files and summary, several times faster. ``fast=False`` turns that off.
 """
@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cartola.scoring_csv import (ASCII_SPACE, FALSE_WORDS, TRUE_WORDS, Chunk, CsvReadError,
+from cartola.scoring.csv_input import (ASCII_SPACE, FALSE_WORDS, TRUE_WORDS, Chunk, CsvReadError,
                                  CsvRecords, FastChunk, csv_field, format_probabilities,
                                  output_bytes)
 from cartola.serving.model import FLOAT32_MAX, RawFeature
@@ -100,9 +100,9 @@ class LocalScorer:
     def from_serving_dir(cls, model_dir: Path, version: Optional[int] = None) -> "LocalScorer":
         """The given version under ``model_dir``, or the served one."""
         # pylint: disable=import-outside-toplevel
-        from cartola.registry.served import ServedVersionError, served_version
+        from cartola.published.served import ServedVersionError, served_version
         from cartola.serving.model import ServedModel
-        from cartola.versions import model_versions
+        from cartola.published.versions import model_versions
         versions = model_versions(Path(model_dir))
         if not versions:
             raise ScoringError(f"no model version under {model_dir}; run the pipeline first")

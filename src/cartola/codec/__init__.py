@@ -1,0 +1,1 @@
+"""tf.Example and TFRecord bytes, one place (a library call where it is fast enough)."""

@@ -1,0 +1,1 @@
+"""The pipeline definition, its custom components and resolver strategies, the KS metric."""

@@ -1,0 +1,1 @@
+"""The serving folder on disk: integer model versions and the served pin (no TensorFlow)."""

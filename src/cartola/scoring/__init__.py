@@ -1,0 +1,1 @@
+"""Batch scoring of a CSV file, in process or through the REST server (both paths)."""
