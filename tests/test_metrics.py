@@ -3,6 +3,7 @@ as functions and as TFMA metrics computed by TFMA itself on a DataFrame."""
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -36,12 +37,12 @@ def test_prior_log_loss_is_the_constant_models():
     assert prior_log_loss(0.3) == pytest.approx(log_loss(labels, np.full(100, 0.3)))
 
 
-def _tfma_metrics(labels, predictions):
+def _tfma_metrics(labels, predictions, z: float = 1.96):
     import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
 
     from cartola.config import load_config  # pylint: disable=import-outside-toplevel
     from cartola.pipeline.definition import eval_config  # pylint: disable=import-outside-toplevel
-    config = eval_config(load_config(environ={}))
+    config = eval_config(load_config(environ={}, auc_noise_z=z))
     del config.model_specs[:]
     config.model_specs.add(label_key="label", prediction_key="prediction")
     del config.slicing_specs[1:]
@@ -67,3 +68,27 @@ def test_tfma_metrics_tell_signal_from_noise():
     noise = rng.random(2000)  # no signal, and far from the prior: both gates fail
     figures = _tfma_metrics(labels, noise)
     assert figures["auc_lower_bound"] < 0.5 and figures["log_loss_gain"] < 0
+
+
+
+@pytest.mark.parametrize("z", [1.96, 2.5])
+def test_eval_config_holds_no_backslash_and_tfma_computes_the_lower_bound_at_z(z):
+    """TFX stores the EvalConfig in ML Metadata as JSON; ML Metadata's PostgreSQL store fails
+    on a backslash (an escaped quote of a metric's config string), so z travels in the
+    metric's class name."""
+    from google.protobuf import json_format  # pylint: disable=import-outside-toplevel
+
+    from cartola.pipeline import metrics  # pylint: disable=import-outside-toplevel
+    from cartola.config import load_config  # pylint: disable=import-outside-toplevel
+    from cartola.pipeline.definition import eval_config  # pylint: disable=import-outside-toplevel
+    assert "\\" not in json_format.MessageToJson(eval_config(load_config(environ={},
+                                                                          auc_noise_z=z)))
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 2000)
+    scores = np.clip(rng.normal(0.4 + 0.2 * labels, 0.2), 0.01, 0.99)
+    auc = roc_auc_score(labels, scores)
+    se = hanley_mcneil_se(auc, labels.sum(), (1 - labels).sum())
+    assert _tfma_metrics(labels, scores, z)["auc_lower_bound"] == pytest.approx(
+        auc - z * se, abs=2e-3)
+    cls = getattr(metrics, metrics.auc_lower_bound_class(z))
+    assert pickle.loads(pickle.dumps(cls)) is cls and cls().kwargs["z"] == z

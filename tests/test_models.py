@@ -173,6 +173,7 @@ def test_run_fn_exports_model_scoring_raw_examples(transformed, tmp_path, family
     assert [c["family"] for c in info["candidates"]] == (
         ["linear", "dnn", "gbt"] if family == "auto" else [family])
     assert info["family"] in {c["family"] for c in info["candidates"]}
+    assert model_info.label_of(info) == {"label": "pro_target", "positive_label": "1"}
     assert all(0.5 < c["auc"] <= 1 and c["log_loss"] > 0 for c in info["candidates"])
     assert model_info.load_ops(tmp_path / "serving") == (
         ["tensorflow_decision_forests"] if info["family"] == "gbt" else [])

@@ -57,6 +57,10 @@ def test_exported_table_init_run_push_then_unit_bug_stopped(tmp_path, capsys):
     assert main(["--config", str(target / "config.toml"), "run"]) == 0, capsys.readouterr()
     printed = capsys.readouterr().out
     assert model_versions(config.model_serving_dir) == [1], printed
+    # The served model names what its scores are the probability of.
+    from cartola.serving.model import ServedModel
+    assert ServedModel.load(config.model_serving_dir / "1").label == {
+        "label": "Churn", "positive_label": "Yes"}
     drift_json = next(Path(config.pipeline_dir).glob("DriftGate/drift/*/drift.json"))
     assert '"failed": true' not in drift_json.read_text(encoding="utf-8")
 

@@ -29,13 +29,17 @@ FEATURES = {"a": RawFeature("a", "float", True), "n": RawFeature("n", "int", Fal
             "s": RawFeature("s", "string", False)}
 
 
-class FakeModel:
+LABEL = {"label": "churn", "positive_label": "Yes"}
+
+
+class FakeModel:  # pylint: disable=too-many-instance-attributes
     """Answers version/10 for every row; ``gate`` holds predictions until set."""
 
     def __init__(self, version, gate=None):
         self.version = version
         self.path = Path(f"/fake/{version}")
         self.features = FEATURES
+        self.label = LABEL
         self.signature_defs = {"predict_raw": {"inputs": {
             "a": {"dtype": "DT_FLOAT"}, "n": {"dtype": "DT_FLOAT"}, "s": {"dtype": "DT_STRING"}}}}
         self.gate = gate
@@ -193,11 +197,12 @@ def test_status_metadata_and_both_predict_forms(tmp_path):
         assert http(server, "GET", f"/v1/models/{NAME}/versions/1")[0] == 404
         status, body, headers = http(server, "POST", f"/v1/models/{NAME}:predict",
                                      {"signature_name": "predict_raw", "instances": [ROW, ROW]})
-        assert status == 200 and body == {"predictions": [[pytest.approx(0.3)]] * 2}
+        # Each answer names what its scores are the probability of.
+        assert status == 200 and body == {"predictions": [[pytest.approx(0.3)]] * 2, **LABEL}
         assert headers["X-Model-Version"] == "3"
         status, body, _ = http(server, "POST", f"/v1/models/{NAME}/versions/3:predict",
                                {"inputs": {"a": [1.0], "n": [2], "s": ["y"]}})
-        assert status == 200 and body == {"outputs": [[pytest.approx(0.3)]]}
+        assert status == 200 and body == {"outputs": [[pytest.approx(0.3)]], **LABEL}
         b64 = {"b64": base64.b64encode(b"example").decode()}
         status, body, _ = http(server, "POST", f"/v1/models/{NAME}:predict",
                                {"instances": [b64, b64]})
@@ -378,6 +383,10 @@ def test_http_predictions_equal_the_saved_model_called_directly(real_serving):
     direct = model.signatures["serving_default"](examples=tf.constant(examples))
     np.testing.assert_array_equal(np.asarray(body["predictions"], dtype=np.float32).ravel(),
                                   direct["probability"].numpy().ravel())
+    # The sample's label is exported as 0/1: scores are the probability of 1.
+    assert (body["label"], body["positive_label"]) == (config.label, "1")
+    assert http(server, "GET", f"/v1/models/{config.model_name}/metadata")[1]["metadata"][
+        "label"] == {"label": config.label, "positive_label": "1"}
     inputs = client.raw_inputs()
     assert set(inputs) == set(config.numeric_features)
 

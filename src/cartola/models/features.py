@@ -32,6 +32,7 @@ def feature_spec(config) -> Dict[str, Any]:
     """The JSON-serialisable subset of the config the model code needs."""
     return {
         "label": config.label,
+        "positive_label": config.positive_label,
         "numeric": list(config.numeric_features),
         "log": list(config.log_features),
         "clip": list(config.clip_features),

@@ -55,6 +55,14 @@ def load_ops(model_dir) -> List[str]:
     return modules
 
 
+def label_of(info: Optional[Dict[str, Any]]) -> Optional[Dict[str, str]]:
+    """What the model's score is the probability of: ``{"label": column, "positive_label":
+    value}`` ("1" for a label exported as 0/1), or None for a model without that record."""
+    if not info or not info.get("label"):
+        return None
+    return {"label": info["label"], "positive_label": info.get("positive_label") or "1"}
+
+
 def describe(info: Optional[Dict[str, Any]]) -> str:
     """One line: the family and, when several were tried, each one's eval AUC / log loss."""
     if not info:

@@ -128,4 +128,5 @@ def run_fn(fn_args: FnArgs) -> None:
 def _export(model, family: str, tried, directory: str, tf_transform_output, spec) -> None:
     model.save(directory, save_format="tf",
                signatures=keras_models.add_signatures(model, tf_transform_output, spec))
-    model_info.write_info(directory, family, tried, selection=spec.get("model_family", "auto"))
+    model_info.write_info(directory, family, tried, selection=spec.get("model_family", "auto"),
+                          label=spec["label"], positive_label=spec.get("positive_label", ""))

@@ -8,7 +8,6 @@ the served model's data) -> Transform (the training window of spans) -> Trainer 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -26,7 +25,8 @@ from cartola.data.postgres import PostgresSource
 from cartola.data.postgres_example_gen import postgres_example_gen
 from cartola.data.spans import FLAT_PATTERN, Span
 from cartola.metadata import metadata_connection_config
-from cartola.pipeline.metrics import AucLowerBound, KolmogorovSmirnov, LogLossGain
+from cartola.pipeline.metrics import (AucLowerBound, KolmogorovSmirnov, LogLossGain,
+                                      auc_lower_bound_class)
 from cartola.models import features
 from cartola.pipeline.baseline import (ServedModelStrategy, ServedStatisticsStrategy,
                                        SpanWindowStrategy)
@@ -95,8 +95,8 @@ def eval_config(config: Config) -> tfma.EvalConfig:
                           module=KolmogorovSmirnov.__module__,
                           per_slice_thresholds=_overall_threshold(config.min_ks or None,
                                                                   config.max_regression)),
-        tfma.MetricConfig(class_name=AucLowerBound.__name__, module=AucLowerBound.__module__,
-                          config=json.dumps({"z": config.auc_noise_z}),
+        tfma.MetricConfig(class_name=auc_lower_bound_class(config.auc_noise_z),
+                          module=AucLowerBound.__module__,
                           per_slice_thresholds=_overall_threshold(0.5)),
         tfma.MetricConfig(class_name=LogLossGain.__name__, module=LogLossGain.__module__,
                           per_slice_thresholds=_overall_threshold(MIN_LOG_LOSS_GAIN)),

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -25,6 +26,7 @@ AUC_LOWER_BOUND_NAME = "auc_lower_bound"
 LOG_LOSS_GAIN_NAME = "log_loss_gain"
 EPSILON = 1e-7
 NUM_THRESHOLDS = 10000
+DEFAULT_Z = 1.96  # AucLowerBound's standard errors below the AUC
 
 
 def ks_from_matrices(matrices) -> float:
@@ -93,7 +95,7 @@ def auc_from_matrices(matrices) -> float:
 
 
 def _auc_lower_bound(  # pylint: disable=too-many-arguments,too-many-positional-arguments
-        name: str = AUC_LOWER_BOUND_NAME, z: float = 1.96, eval_config=None,
+        name: str = AUC_LOWER_BOUND_NAME, z: float = DEFAULT_Z, eval_config=None,
                      model_name: str = "", output_name: str = "",
                      sub_key: Optional[metric_types.SubKey] = None, aggregation_type=None,
                      class_weights: Optional[Dict[int, float]] = None,
@@ -122,9 +124,42 @@ def _auc_lower_bound(  # pylint: disable=too-many-arguments,too-many-positional-
 class AucLowerBound(metric_types.Metric):
     """TFMA metric ``auc_lower_bound``: AUC - z * its Hanley-McNeil standard error."""
 
-    def __init__(self, name: str = AUC_LOWER_BOUND_NAME, z: float = 1.96):
+    z = DEFAULT_Z
+
+    def __init__(self, name: str = AUC_LOWER_BOUND_NAME):
         super().__init__(metric_util.merge_per_key_computations(_auc_lower_bound), name=name,
-                         z=z)
+                         z=self.z)
+
+
+# A MetricConfig names the class at another z (``AucLowerBound_z2p5``) instead of passing
+# ``config='{"z": 2.5}'``: TFX stores the EvalConfig in ML Metadata as JSON, where that
+# string's quotes become backslashes, and ML Metadata's PostgreSQL store fails on any
+# backslash in a property (libpq's E'...' literal is quoted once more: a syntax error).
+_Z_CLASS = "AucLowerBound_z"
+
+
+def auc_lower_bound_class(z: float) -> str:
+    """The class name of :class:`AucLowerBound` at ``z`` standard errors."""
+    if z == DEFAULT_Z:
+        return AucLowerBound.__name__
+    return _Z_CLASS + repr(float(z)).replace(".", "p").replace("-", "m")
+
+
+@functools.lru_cache(maxsize=None)
+def _at_z(name: str) -> type:
+    # One class object per name: pickle finds a class by its module and name.
+    z = float(name[len(_Z_CLASS):].replace("p", ".").replace("m", "-"))
+    return type(name, (AucLowerBound,), {"z": z, "__module__": __name__, "__qualname__": name})
+
+
+def __getattr__(name: str):
+    """``AucLowerBound_z<z>`` classes, made when TFMA looks them up by name."""
+    if name.startswith(_Z_CLASS):
+        try:
+            return _at_z(name)
+        except ValueError:
+            pass
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def prior_log_loss(positive_share: float) -> float:

@@ -93,10 +93,13 @@ class PredictRequest(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    """``predictions`` answers ``instances``; ``outputs`` answers ``inputs``."""
+    """``predictions`` answers ``instances``; ``outputs`` answers ``inputs``. Each score is
+    the probability that column ``label`` holds ``positive_label``."""
 
     predictions: Optional[List[List[float]]] = None
     outputs: Optional[List[List[float]]] = None
+    label: Optional[str] = None
+    positive_label: Optional[str] = None
 
 
 class ErrorResponse(BaseModel):

@@ -166,9 +166,11 @@ class ModelRegistry:  # pylint: disable=too-many-instance-attributes
     def metadata(self, version: Optional[int] = None) -> dict:
         """TF Serving's GetModelMetadataResponse as JSON: the signatures."""
         model = self.model_for(version)
+        metadata = {"signature_def": {"signature_def": model.signature_defs}}
+        if model.label:
+            metadata["label"] = model.label
         return {"model_spec": {"name": self.name, "signature_name": "",
-                               "version": str(model.version)},
-                "metadata": {"signature_def": {"signature_def": model.signature_defs}}}
+                               "version": str(model.version)}, "metadata": metadata}
 
     def status(self, version: Optional[int] = None) -> dict:
         """TF Serving's GetModelStatusResponse as JSON."""
@@ -245,7 +247,9 @@ def predict(model, payload: Any, max_instances: int = DEFAULT_MAX_INSTANCES,
     probabilities = _score(model, examples, columns, request_log)
     # float(float32) is exact, so clients reading the JSON get the model's float32 back.
     result = [[float(p)] for p in probabilities]
-    return {"predictions": result} if rows_form else {"outputs": result}
+    answer = {"predictions": result} if rows_form else {"outputs": result}
+    answer.update(model.label or {})
+    return answer
 
 
 def _score(model, examples: Optional[List[bytes]], columns, request_log: Any):

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from cartola.codec.wire import varint, varints
-from cartola.models.model_info import load_ops
+from cartola.models.model_info import label_of, load_ops, read_info
 
 EXAMPLES_SIGNATURE = "serving_default"
 RAW_SIGNATURE = "predict_raw"
@@ -396,7 +396,7 @@ def _takes_features_by_name(function, features: Mapping[str, RawFeature]) -> boo
         for name, feature in features.items())
 
 
-class ServedModel:
+class ServedModel:  # pylint: disable=too-many-instance-attributes
     """One loaded SavedModel version: raw feature spec, metadata and predictions."""
 
     def __init__(self, version: int, path: Path, loaded):
@@ -408,6 +408,8 @@ class ServedModel:
             raise ModelLoadError(f"{path}: no {EXAMPLES_SIGNATURE!r} signature")
         self._serve = signatures[EXAMPLES_SIGNATURE]
         self.features = raw_features_of(self._serve)
+        # What a score is the probability of, named in every answer (None: no record).
+        self.label = label_of(read_info(path))
         self._by_name = (signatures[RAW_SIGNATURE]
                          if _takes_features_by_name(signatures.get(RAW_SIGNATURE), self.features)
                          else None)
