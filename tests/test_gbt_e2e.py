@@ -70,7 +70,7 @@ def _wait_for_version(url: str, version: int, process, seconds: float = 300) -> 
             status, body = _get(url)
             if status == 200 and body["model_version_status"][0]["version"] == str(version):
                 return
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, OSError):  # refused, reset or slow while workers load
             pass
         assert time.monotonic() < deadline, f"the server did not serve version {version}"
         time.sleep(0.5)
