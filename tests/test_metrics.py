@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score, roc_curve
 
 from cartola.pipeline.metrics import (auc_from_matrices, hanley_mcneil_se, prior_log_loss)
 from test_components import _Matrices  # pylint: disable=wrong-import-order
@@ -88,7 +88,9 @@ def test_eval_config_holds_no_backslash_and_tfma_computes_the_lower_bound_at_z(z
     scores = np.clip(rng.normal(0.4 + 0.2 * labels, 0.2), 0.01, 0.99)
     auc = roc_auc_score(labels, scores)
     se = hanley_mcneil_se(auc, labels.sum(), (1 - labels).sum())
-    assert _tfma_metrics(labels, scores, z)["auc_lower_bound"] == pytest.approx(
-        auc - z * se, abs=2e-3)
+    figures = _tfma_metrics(labels, scores, z)
+    assert figures["auc_lower_bound"] == pytest.approx(auc - z * se, abs=2e-3)
+    fpr, tpr, _ = roc_curve(labels, scores)  # KS, from the same confusion matrices in TFMA
+    assert figures["ks"] == pytest.approx(float(np.max(tpr - fpr)), abs=2e-3)
     cls = getattr(metrics, metrics.auc_lower_bound_class(z))
     assert pickle.loads(pickle.dumps(cls)) is cls and cls().kwargs["z"] == z

@@ -39,14 +39,12 @@ def ks_from_matrices(matrices) -> float:
     return max(gaps, default=float("nan"))
 
 
-def _ks(name: str = KS_NAME,
-        eval_config=None,
-        model_name: str = "",
-        output_name: str = "",
-        sub_key: Optional[metric_types.SubKey] = None,
-        aggregation_type=None,
-        class_weights: Optional[Dict[int, float]] = None,
-        example_weighted: bool = False) -> metric_types.MetricComputations:
+def _derived_from_matrices(derive, name: str, eval_config, model_name: str, output_name: str,
+                           sub_key, aggregation_type, class_weights,
+                           example_weighted: bool) -> metric_types.MetricComputations:
+    """TFMA's binary confusion matrices at NUM_THRESHOLDS, then metric ``name`` =
+    ``derive(matrices)``: the shape both confusion-matrix metrics here share."""
+    # pylint: disable=too-many-arguments,too-many-positional-arguments
     key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
                                  sub_key=sub_key, example_weighted=example_weighted)
     computations = binary_confusion_matrices.binary_confusion_matrices(
@@ -56,10 +54,22 @@ def _ks(name: str = KS_NAME,
     matrices_key = computations[-1].keys[-1]
 
     def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, float]:
-        return {key: ks_from_matrices(metrics[matrices_key])}
+        return {key: derive(metrics[matrices_key])}
 
     computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
     return computations
+
+
+def _ks(name: str = KS_NAME,
+        eval_config=None,
+        model_name: str = "",
+        output_name: str = "",
+        sub_key: Optional[metric_types.SubKey] = None,
+        aggregation_type=None,
+        class_weights: Optional[Dict[int, float]] = None,
+        example_weighted: bool = False) -> metric_types.MetricComputations:
+    return _derived_from_matrices(ks_from_matrices, name, eval_config, model_name, output_name,
+                                  sub_key, aggregation_type, class_weights, example_weighted)
 
 
 class KolmogorovSmirnov(metric_types.Metric):
@@ -100,25 +110,16 @@ def _auc_lower_bound(  # pylint: disable=too-many-arguments,too-many-positional-
                      sub_key: Optional[metric_types.SubKey] = None, aggregation_type=None,
                      class_weights: Optional[Dict[int, float]] = None,
                      example_weighted: bool = False) -> metric_types.MetricComputations:
-    key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
-                                 sub_key=sub_key, example_weighted=example_weighted)
-    computations = binary_confusion_matrices.binary_confusion_matrices(
-        num_thresholds=NUM_THRESHOLDS, eval_config=eval_config, model_name=model_name,
-        output_name=output_name, sub_key=sub_key, aggregation_type=aggregation_type,
-        class_weights=class_weights, example_weighted=example_weighted)
-    matrices_key = computations[-1].keys[-1]
-
-    def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, float]:
-        matrices = metrics[matrices_key]
+    def lower_bound(matrices) -> float:
         auc = auc_from_matrices(matrices)
         if math.isnan(auc):
-            return {key: auc}
+            return auc
         positives = matrices.tp[0] + matrices.fn[0]
         negatives = matrices.fp[0] + matrices.tn[0]
-        return {key: auc - z * hanley_mcneil_se(auc, positives, negatives)}
+        return auc - z * hanley_mcneil_se(auc, positives, negatives)
 
-    computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
-    return computations
+    return _derived_from_matrices(lower_bound, name, eval_config, model_name, output_name,
+                                  sub_key, aggregation_type, class_weights, example_weighted)
 
 
 class AucLowerBound(metric_types.Metric):
