@@ -193,6 +193,10 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # process, and TF's runtime, with Transform, so there TF_NUM_INTRAOP_THREADS and
     # TF_NUM_INTEROP_THREADS, set before the run, are what counts.
     trainer_threads: int = 0
+    # The transformed train and eval splits stay in memory after the Trainer's first pass
+    # (every later epoch and candidate reads them there) when they take at most this many
+    # MB (8 bytes per value); 0: read from disk each epoch.
+    trainer_cache_mb: float = 1024.0
     seed: int = 42
 
     # Blessing (the Evaluator). Always: eval log loss below the trivial model's (the eval
@@ -364,6 +368,8 @@ class Config:  # pylint: disable=too-many-instance-attributes
             raise ConfigError("gbt_num_trees must be >= 1 and gbt_max_rows >= 0 (0: every row)")
         if self.batch_size < 0:
             raise ConfigError(f"batch_size must be >= 0 (0: derived), got {self.batch_size}")
+        if self.trainer_cache_mb < 0:
+            raise ConfigError("trainer_cache_mb must be >= 0 (0: no cache)")
         for name in ("beam_workers", "trainer_threads", "serving_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 (0: every core), got "

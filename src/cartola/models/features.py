@@ -50,6 +50,7 @@ def feature_spec(config) -> Dict[str, Any]:
         "patience": int(config.early_stopping_patience),
         "log_every": int(config.epoch_log_every),
         "threads": int(config.trainer_threads),
+        "cache_mb": float(config.trainer_cache_mb),
         "seed": int(config.seed),
         "code_version": code_version(),
     }
@@ -58,7 +59,7 @@ def feature_spec(config) -> Dict[str, Any]:
 # What only the Trainer reads: changing it must not re-run Transform.
 TRAINER_ONLY = ("model_family", "hidden_units", "gbt_num_trees", "gbt_max_rows",
                 "keep_candidates", "learning_rate", "batch_size", "max_epochs", "patience",
-                "log_every", "threads")
+                "log_every", "threads", "cache_mb")
 
 
 def transform_spec(spec: Dict[str, Any]) -> Dict[str, Any]:

@@ -204,20 +204,16 @@ class EpochSummary(tf_keras.callbacks.Callback):
                    f"({time.monotonic() - self.begun:.1f} s)")
 
 
-def train_keras(fn_args, tf_transform_output, spec, hidden_units: Sequence[int],
-                plan: Dict[str, int]) -> tf_keras.Model:
-    """Fit a Keras family with early stopping on the eval split's loss (best weights)."""
+def train_keras(splits, tf_transform_output, spec, hidden_units: Sequence[int]) -> tf_keras.Model:
+    """Fit a Keras family on ``splits`` (:class:`cartola.models.splits.Splits`) with early
+    stopping on the eval split's loss (best weights)."""
     tf_keras.utils.set_random_seed(spec["seed"])
-    train = dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, True,
-                    plan["batch_size"])
-    evaluation = dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
-                         False, plan["batch_size"])
     model = build_model(spec, tf_transform_output, hidden_units)
     model.fit(
-        train, validation_data=evaluation, epochs=spec["max_epochs"], verbose=0,
+        splits.train, validation_data=splits.evaluation, epochs=spec["max_epochs"], verbose=0,
         callbacks=[
             EpochSummary(spec["log_every"], spec["max_epochs"]),
             tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec["patience"],
                                              restore_best_weights=True),
-            tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
+            tf_keras.callbacks.TensorBoard(log_dir=splits.log_dir)])
     return model

@@ -24,6 +24,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from cartola.models import model as keras_models
 from cartola.models import model_info
+from cartola.models.splits import Splits
 
 FAMILIES = ("linear", "dnn", "gbt")
 # The dnn family's layers when hidden_units is not configured.
@@ -37,12 +38,11 @@ def candidates(spec: Dict[str, Any]) -> Tuple[str, ...]:
     return FAMILIES if family == "auto" else (family,)
 
 
-def eval_scores(model, fn_args, tf_transform_output, spec) -> Tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities) of ``model`` on the transformed eval split."""
+def eval_scores(model, evaluation, spec) -> Tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of ``model`` on the transformed eval split's batches."""
     labels, scores = [], []
     keys = keras_models.feature_keys(spec)
-    for batch, label in keras_models.dataset(fn_args.eval_files, fn_args.data_accessor,
-                                             tf_transform_output, spec, False, 8192):
+    for batch, label in evaluation:
         scores.append(np.asarray(model({key: batch[key] for key in keys})).reshape(-1))
         labels.append(label.numpy().reshape(-1))
     return np.concatenate(labels), np.concatenate(scores)
@@ -79,12 +79,13 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray) -> Dict[str, float]:
     return {"auc": float(auc), "log_loss": float(np.mean(example_losses(labels, scores)))}
 
 
-def _train(family: str, fn_args, tf_transform_output, spec, plan, rows: int):
+def _train(family: str, fn_args, tf_transform_output, spec, data: Splits):
     if family == "gbt":
         from cartola.models.gbt import train_gbt  # pylint: disable=import-outside-toplevel
-        return train_gbt(fn_args, tf_transform_output, spec, int(spec.get("threads", 0)), rows)
+        return train_gbt(fn_args, tf_transform_output, spec, int(spec.get("threads", 0)),
+                         data.train_rows)
     hidden = () if family == "linear" else tuple(spec["hidden_units"]) or DEFAULT_HIDDEN_UNITS
-    return keras_models.train_keras(fn_args, tf_transform_output, spec, hidden, plan)
+    return keras_models.train_keras(data, tf_transform_output, spec, hidden)
 
 
 def run_fn(fn_args: FnArgs) -> None:
@@ -96,18 +97,19 @@ def run_fn(fn_args: FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     rows = keras_models.count_records(fn_args.train_files)
     plan = keras_models.training_plan(rows, spec["batch_size"])
+    data = Splits(fn_args, tf_transform_output, spec, plan, rows)
     families = candidates(spec)
     print(f"training {' and '.join(families)} on {rows} rows: batch size {plan['batch_size']} "
           f"({'configured' if spec['batch_size'] > 0 else 'derived'}), "
           f"{plan['steps_per_epoch']} steps per epoch, up to {spec['max_epochs']} epochs; "
-          f"{threads}", flush=True)
+          f"{threads}; {data.describe()}", flush=True)
     tried: List[Dict[str, Any]] = []
     models, losses = [], []
     for family in families:
         begun = time.monotonic()
-        model = _train(family, fn_args, tf_transform_output, spec, plan, rows)
+        model = _train(family, fn_args, tf_transform_output, spec, data)
         seconds = time.monotonic() - begun
-        labels, scores = eval_scores(model, fn_args, tf_transform_output, spec)
+        labels, scores = eval_scores(model, data.evaluation, spec)
         figures = binary_metrics(labels, scores)
         models.append(model)
         losses.append(example_losses(labels, scores))
