@@ -3,6 +3,7 @@ temporary project home (the repo's data and schema, everything else under tmp)."
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,11 @@ LATEST_SPAN = REPO / "data" / "snapshot=2026-11-16"
 SAMPLE_CSV = LATEST_SPAN / "cartola_sample.csv"
 SCHEMA = REPO / "schema" / "schema.pbtxt"
 PG_DATABASE = "cartola_data"  # the training data's database in PostgreSQL e2e tests
+ASSETS = REPO / "assets"  # the README's screenshots, saved by the browser tests
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Without these, Chromium keeps trying to reach Google's hosts on a closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def make_config(home: Path, **overrides) -> Config:
@@ -31,6 +37,17 @@ def make_config(home: Path, **overrides) -> Config:
               "model_family": "linear"}
     values.update(overrides)
     return load_config(environ={}, **values)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Path of the system Chromium; missing is a failure in CI, a skip elsewhere."""
+    if CHROMIUM is None:
+        message = "chromium not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,14 @@
-"""Helpers for end-to-end tests: read pipeline outputs back, fingerprint folders."""
+"""Helpers that tests in several folders share: read pipeline outputs back, fingerprint
+folders, write sample data, fake a SavedModel or TFMA's confusion matrices."""
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from conftest import SAMPLE_CSV
 
 
 def tree_digest(path: Path) -> str:
@@ -56,3 +60,38 @@ def executions_by_state(config):
         result.setdefault(node, []).append(
             metadata_store_pb2.Execution.State.Name(execution.last_known_state))
     return result
+
+
+def read_sample(**kwargs) -> pd.DataFrame:
+    """The sample CSV as text, so it is written back unchanged: a float round trip would turn
+    the integer columns with gaps into "3.0", which the schema (INT) rightly flags."""
+    return pd.read_csv(SAMPLE_CSV, dtype=str, keep_default_na=False, **kwargs)
+
+
+def write_csv(frame: pd.DataFrame, folder: Path) -> str:
+    """``frame`` as ``folder``/data.csv; the folder, as the input a run reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "data.csv", index=False)
+    return str(folder)
+
+
+def fake_saved_model(path: Path, fingerprint: bytes = b"fp-1") -> Path:
+    """The files a Pusher copies, with a chosen fingerprint (what tells versions apart)."""
+    (path / "variables").mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"graph")
+    (path / "variables" / "variables.index").write_bytes(b"index")
+    (path / "fingerprint.pb").write_bytes(fingerprint)
+    return path
+
+
+class FakeMatrices:
+    """The fields TFMA's binary_confusion_matrices.Matrices carries, counted with numpy."""
+
+    def __init__(self, scores, labels, thresholds):
+        self.tp, self.fn, self.fp, self.tn = [], [], [], []
+        for threshold in thresholds:
+            predicted = scores > threshold
+            self.tp.append(float(np.sum(predicted & (labels == 1))))
+            self.fn.append(float(np.sum(~predicted & (labels == 1))))
+            self.fp.append(float(np.sum(predicted & (labels == 0))))
+            self.tn.append(float(np.sum(~predicted & (labels == 0))))

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, SAMPLE_CSV
-from pipeline_helpers import examples_frame, executions_by_state, first_output, tree_digest
+from pipeline_helpers import (examples_frame, executions_by_state, first_output, read_sample,
+                              tree_digest, write_csv)
 from receivers import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -76,25 +77,13 @@ def test_second_run_is_cached_and_pushes_nothing_worse(pushed_project):
     assert why_not_pushed(config) == "the blessed model is identical to the served version 1"
 
 
-def read_sample(**kwargs) -> pd.DataFrame:
-    """The sample CSV as text, so it is written back unchanged: a float round trip would turn
-    the integer columns with gaps into "3.0", which the schema (INT) rightly flags."""
-    return pd.read_csv(SAMPLE_CSV, dtype=str, keep_default_na=False, **kwargs)
-
-
-def _write(frame: pd.DataFrame, folder) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / "data.csv", index=False)
-    return str(folder)
-
-
 def test_shuffled_label_is_not_blessed_and_serving_is_unchanged(pushed_project, tmp_path):
     from cartola.orchestration.local import run_local  # pylint: disable=import-outside-toplevel
     config, _ = pushed_project
     frame = read_sample()
     frame[config.label] = np.random.default_rng(0).permutation(frame[config.label].to_numpy())
     before = tree_digest(config.path(config.serving_dir))
-    result = run_local(config, _write(frame, tmp_path / "shuffled"))
+    result = run_local(config, write_csv(frame, tmp_path / "shuffled"))
     assert result["pushed_version"] is None
     assert tree_digest(config.path(config.serving_dir)) == before
     from cartola.reports.outcome import why_not_pushed  # pylint: disable=import-outside-toplevel
@@ -142,7 +131,7 @@ def test_bad_data_stops_at_validation(pushed_project, tmp_path, corrupt, expecte
     frame = corrupt(read_sample(nrows=3000))
     before = tree_digest(config.path(config.serving_dir))
     with pytest.raises(DataValidationError, match=expected) as raised:
-        run_local(config, _write(frame, tmp_path / "bad"))
+        run_local(config, write_csv(frame, tmp_path / "bad"))
     named = [line for line in str(raised.value).splitlines() if "feature '" in line]
     assert named and all(expected in line for line in named), str(raised.value)
     assert tree_digest(config.path(config.serving_dir)) == before
@@ -194,7 +183,7 @@ def test_cli_run_on_bad_data_exits_3_and_reports_the_anomaly(pushed_project, tmp
         monkeypatch.delenv(name)
     monkeypatch.setenv("CARTOLA_HOME", str(config.project_home))
     monkeypatch.setenv("CARTOLA_SCHEMA_PATH", str(config.schema_path))
-    bad = _write(_label_two(read_sample(nrows=3000)), tmp_path / "bad")
+    bad = write_csv(_label_two(read_sample(nrows=3000)), tmp_path / "bad")
     before = tree_digest(config.path(config.serving_dir))
     with WebhookReceiver() as webhook:
         monkeypatch.setenv("CARTOLA_WEBHOOK_URL", webhook.url)

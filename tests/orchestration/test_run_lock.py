@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from cartola.orchestration import run_lock
 
-REPO = Path(__file__).resolve().parents[1]
 HOLDER = """
 import sys, time
 from cartola.orchestration import run_lock

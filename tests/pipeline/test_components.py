@@ -7,20 +7,13 @@ from cartola.pipeline.components import describe_anomalies, publish_model
 from cartola.errors import RunFaultError
 from cartola.published.versions import model_versions
 from cartola.pipeline.metrics import ks_from_matrices
-
-
-def _saved_model(path, fingerprint=b"fp-1"):
-    (path / "variables").mkdir(parents=True)
-    (path / "saved_model.pb").write_bytes(b"graph")
-    (path / "variables" / "variables.index").write_bytes(b"index")
-    (path / "fingerprint.pb").write_bytes(fingerprint)
-    return path
+from pipeline_helpers import FakeMatrices, fake_saved_model  # pylint: disable=wrong-import-order
 
 
 def test_versions_increase_and_ignore_non_numeric(tmp_path):
     base = tmp_path / "serving" / "m"
-    assert publish_model(_saved_model(tmp_path / "a"), base) == (1, True)
-    assert publish_model(_saved_model(tmp_path / "b", b"fp-2"), base) == (2, True)
+    assert publish_model(fake_saved_model(tmp_path / "a"), base) == (1, True)
+    assert publish_model(fake_saved_model(tmp_path / "b", b"fp-2"), base) == (2, True)
     (base / ".staging-leftover").mkdir()
     (base / "notes").mkdir()
     assert model_versions(base) == [1, 2]
@@ -31,7 +24,7 @@ def test_versions_increase_and_ignore_non_numeric(tmp_path):
 
 def test_identical_model_is_not_pushed_again(tmp_path):
     base = tmp_path / "m"
-    model = _saved_model(tmp_path / "a")
+    model = fake_saved_model(tmp_path / "a")
     assert publish_model(model, base) == (1, True)
     assert publish_model(model, base) == (1, False)
     assert model_versions(base) == [1]
@@ -40,7 +33,7 @@ def test_identical_model_is_not_pushed_again(tmp_path):
 def test_taken_version_moves_to_next_number(tmp_path, monkeypatch):
     """A concurrent writer that takes version N between listing and rename."""
     base = tmp_path / "m"
-    publish_model(_saved_model(tmp_path / "a"), base)
+    publish_model(fake_saved_model(tmp_path / "a"), base)
     from cartola.pipeline import components  # pylint: disable=import-outside-toplevel
     real = components.model_versions
 
@@ -49,7 +42,7 @@ def test_taken_version_moves_to_next_number(tmp_path, monkeypatch):
         (base / "2" / "saved_model.pb").write_bytes(b"other")
         return real(path)[:1]
     monkeypatch.setattr(components, "model_versions", stale_listing)
-    assert publish_model(_saved_model(tmp_path / "b", b"fp-2"), base) == (3, True)
+    assert publish_model(fake_saved_model(tmp_path / "b", b"fp-2"), base) == (3, True)
     assert (base / "2" / "saved_model.pb").read_bytes() == b"other"
 
 
@@ -76,26 +69,15 @@ def test_describe_anomalies_names_feature_kind_and_split():
         "[train] dataset: DATASET_LOW_NUM_EXAMPLES: Low num examples in dataset."]
 
 
-class _Matrices:  # the fields TFMA's binary_confusion_matrices.Matrices carries
-    def __init__(self, scores, labels, thresholds):
-        self.tp, self.fn, self.fp, self.tn = [], [], [], []
-        for threshold in thresholds:
-            predicted = scores > threshold
-            self.tp.append(float(np.sum(predicted & (labels == 1))))
-            self.fn.append(float(np.sum(~predicted & (labels == 1))))
-            self.fp.append(float(np.sum(predicted & (labels == 0))))
-            self.tn.append(float(np.sum(~predicted & (labels == 0))))
-
-
 def test_ks_from_matrices_matches_scipy():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 4000)
     scores = np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0, 1)
     expected = stats.ks_2samp(scores[labels == 1], scores[labels == 0]).statistic
     thresholds = np.sort(np.unique(np.concatenate([[-1e-7], scores])))
-    assert ks_from_matrices(_Matrices(scores, labels, thresholds)) == pytest.approx(expected)
+    assert ks_from_matrices(FakeMatrices(scores, labels, thresholds)) == pytest.approx(expected)
 
 
 def test_ks_is_nan_with_one_class():
     scores = np.array([0.2, 0.8])
-    assert np.isnan(ks_from_matrices(_Matrices(scores, np.array([1, 1]), [0.5])))
+    assert np.isnan(ks_from_matrices(FakeMatrices(scores, np.array([1, 1]), [0.5])))

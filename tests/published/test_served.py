@@ -6,7 +6,7 @@ import pytest
 
 from cartola.pipeline.components import publish_model
 from cartola.published import served
-from test_components import _saved_model  # pylint: disable=wrong-import-order
+from pipeline_helpers import fake_saved_model  # pylint: disable=wrong-import-order
 
 
 @pytest.fixture
@@ -14,7 +14,7 @@ def three_versions(tmp_path):
     """A model folder with versions 1, 2 and 3 pushed the way the Pusher does."""
     base = tmp_path / "serving_model" / "m"
     for n in (1, 2, 3):
-        assert publish_model(_saved_model(tmp_path / f"src{n}", f"fp-{n}".encode()),
+        assert publish_model(fake_saved_model(tmp_path / f"src{n}", f"fp-{n}".encode()),
                              base) == (n, True)
     return base
 
@@ -43,9 +43,9 @@ def test_a_push_after_a_rollback_is_served_and_a_rolled_back_model_never_returns
     base = three_versions
     served.rollback(base, 1, "bad v2 and v3")
     # The model of version 3 again (same fingerprint): not pushed under a new number.
-    assert publish_model(_saved_model(tmp_path / "again", b"fp-3"), base) == (3, False)
+    assert publish_model(fake_saved_model(tmp_path / "again", b"fp-3"), base) == (3, False)
     assert served.served_version(base) == 1
-    assert publish_model(_saved_model(tmp_path / "new", b"fp-4"), base) == (4, True)
+    assert publish_model(fake_saved_model(tmp_path / "new", b"fp-4"), base) == (4, True)
     assert served.served_version(base) == 4 and served.pinned_version(base) == 4
     assert served.served_log(base)[-1]["action"] == "push"
     assert "versions: 4" in served.tf_serving_config_path(base).read_text()
@@ -79,7 +79,7 @@ def test_nothing_to_roll_back(tmp_path):
     with pytest.raises(served.ServedVersionError, match="no model version"):
         served.rollback(tmp_path / "empty", None, "r")
     base = tmp_path / "one"
-    publish_model(_saved_model(tmp_path / "a"), base)
+    publish_model(fake_saved_model(tmp_path / "a"), base)
     with pytest.raises(served.ServedVersionError, match="earliest"):
         served.rollback(base, None, "r")
 

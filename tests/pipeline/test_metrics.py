@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import log_loss, roc_auc_score, roc_curve
 
 from cartola.pipeline.metrics import (auc_from_matrices, hanley_mcneil_se, prior_log_loss)
-from test_components import _Matrices  # pylint: disable=wrong-import-order
+from pipeline_helpers import FakeMatrices  # pylint: disable=wrong-import-order
 
 
 def test_hanley_mcneil_at_chance_is_the_mann_whitney_null_variance():
@@ -27,9 +27,9 @@ def test_auc_from_matrices_matches_sklearn():
     labels = rng.integers(0, 2, 3000)
     scores = np.clip(rng.normal(0.4 + 0.2 * labels, 0.2), 0, 1)
     thresholds = np.sort(np.unique(np.concatenate([[-1e-7], scores])))
-    assert auc_from_matrices(_Matrices(scores, labels, thresholds)) == pytest.approx(
+    assert auc_from_matrices(FakeMatrices(scores, labels, thresholds)) == pytest.approx(
         roc_auc_score(labels, scores), abs=1e-6)
-    assert math.isnan(auc_from_matrices(_Matrices(scores, np.ones(3000, int), [0.5])))
+    assert math.isnan(auc_from_matrices(FakeMatrices(scores, np.ones(3000, int), [0.5])))
 
 
 def test_prior_log_loss_is_the_constant_models():

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from test_serving import NAME, ROW, FakeModel, _sample_rows, fake_registry, http, running
+from serving_helpers import NAME, ROW, FakeModel, sample_rows, fake_registry, http, running
 from cartola.serving.client import ServingClient, ServingError
 from cartola.serving.guards import (TOKEN_ENV, TokenError, check_exposure, is_loopback,
                                     read_token)
@@ -317,7 +317,7 @@ def test_workers_share_the_socket_and_the_metrics_and_shed_nothing_in_normal_use
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
-    rows = _sample_rows(config, 10)
+    rows = sample_rows(config, 10)
     with served(base, config.model_name, "--host", "0.0.0.0", "--token-file",
                 str(token_file)) as (proc, url, lines):
         url = url.replace("0.0.0.0", "127.0.0.1")
@@ -368,7 +368,7 @@ def _hostile_growth(url, path, workers):
 @pytest.mark.e2e
 def test_sigterm_under_load_finishes_in_flight_requests_and_resets_none(real_model):
     config, base = real_model
-    rows = _sample_rows(config, 10)
+    rows = sample_rows(config, 10)
     body = json.dumps({"signature_name": "predict_raw", "instances": rows}).encode()
     path = f"/v1/models/{config.model_name}:predict"
     outcomes, stop = [], threading.Event()

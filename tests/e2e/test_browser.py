@@ -16,31 +16,15 @@ import time
 
 import pytest
 
-from conftest import REPO
+from conftest import ASSETS, CHROMIUM_ARGS
 from cartola.orchestration import airflow_tasks
 from cartola.pipeline import topology
 from cartola.orchestration.airflow_api import quote
 
 pytestmark = pytest.mark.e2e
 
-ASSETS = REPO / "assets"
 DAG_ID = "cartola_pro"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Without these, Chromium keeps trying to reach Google's hosts on a closed network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 WARNINGS = ("not for production", "Do not use", "in production")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Path of the system Chromium; missing is a failure in CI, a skip elsewhere."""
-    if CHROMIUM is None:
-        message = "chromium not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM
 
 
 def _log_in(page, local) -> None:

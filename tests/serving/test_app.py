@@ -18,84 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SAMPLE_CSV
+from serving_helpers import (FEATURES, LABEL, NAME, ROW, FakeModel, fake_registry, http,
+                             running, sample_rows)
 from cartola.serving.app import create_app, start_background
 from cartola.serving.client import ServingClient, ServingError
 from cartola.serving.core import ModelRegistry
 from cartola.serving.model import RawFeature, check_value, columns_from_instances
 
-NAME = "cartola_pro"
-FEATURES = {"a": RawFeature("a", "float", True), "n": RawFeature("n", "int", False),
-            "s": RawFeature("s", "string", False)}
-
-
-LABEL = {"label": "churn", "positive_label": "Yes"}
-
-
-class FakeModel:  # pylint: disable=too-many-instance-attributes
-    """Answers version/10 for every row; ``gate`` holds predictions until set."""
-
-    def __init__(self, version, gate=None):
-        self.version = version
-        self.path = Path(f"/fake/{version}")
-        self.features = FEATURES
-        self.label = LABEL
-        self.signature_defs = {"predict_raw": {"inputs": {
-            "a": {"dtype": "DT_FLOAT"}, "n": {"dtype": "DT_FLOAT"}, "s": {"dtype": "DT_STRING"}}}}
-        self.gate = gate
-        self.entered = threading.Event()
-        self.seen = []
-
-    def predict_columns(self, columns):
-        """version / 10 per row, once the gate (if any) opens."""
-        self.entered.set()
-        self.seen.append(columns)
-        if self.gate is not None:
-            assert self.gate.wait(30)
-        return np.full(len(columns["a"]), self.version / 10, dtype=np.float32)
-
-    def predict_serialized(self, serialized):
-        """version / 10 per example."""
-        return np.full(len(serialized), self.version / 10, dtype=np.float32)
-
-
-@contextlib.contextmanager
-def running(registry, **options):
-    """The server (the FastAPI app under uvicorn; ``options`` of ``create_app``: limits,
-    metrics, request log) on a free loopback port, in a thread, for the block; closing it
-    closes the request log."""
-    server = start_background(create_app(registry, **options))
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        registry.stop()
-
-
-def http(server, method, path, body=None, raw=None):
-    """(status, parsed JSON, headers) of one request through urllib."""
-    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(server.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read()), response.headers
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read()), err.headers
-
-
-def fake_registry(tmp_path, versions=(1,), loader=None, poll=0.05):
-    """A registry over empty version folders, loaded with fake models."""
-    base = tmp_path / NAME
-    for version in versions:
-        (base / str(version)).mkdir(parents=True)
-    registry = ModelRegistry(base, NAME, poll, loader or (lambda path, v: FakeModel(v)))
-    registry.refresh()
-    return registry
-
-
-ROW = {"a": 1.5, "n": 3, "s": "x"}
 
 
 @pytest.mark.parametrize("feature, value, expected", [
@@ -332,16 +261,6 @@ def real_serving(pushed_project, tmp_path_factory):
         yield config, registry, server
 
 
-def _sample_rows(config, n=40):
-    frame = pd.read_csv(SAMPLE_CSV, nrows=n)
-    rows = []
-    for _, record in frame.iterrows():
-        rows.append({name: (None if pd.isna(record[name]) else record[name].item()
-                            if hasattr(record[name], "item") else record[name])
-                     for name in config.numeric_features})
-    return rows
-
-
 def _direct(config, path, rows):
     """The SavedModel called in-process: predict_raw with float tensors (NaN = missing)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -355,7 +274,7 @@ def _direct(config, path, rows):
 def test_http_predictions_equal_the_saved_model_called_directly(real_serving):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     config, registry, server = real_serving
-    rows = _sample_rows(config)
+    rows = sample_rows(config)
     rows[0]["tempo_desperd"] = None  # a missing optional value travels as NaN
     expected, model = _direct(config, registry.base_dir / "1", rows)
     client = ServingClient(server.url, config.model_name)
@@ -394,7 +313,7 @@ def test_http_predictions_equal_the_saved_model_called_directly(real_serving):
 @pytest.mark.e2e
 def test_real_model_bad_requests_get_400(real_serving):
     config, _, server = real_serving
-    row = _sample_rows(config, 1)[0]
+    row = sample_rows(config, 1)[0]
     path = f"/v1/models/{config.model_name}:predict"
     cases = [(dict(row, avg_3="abc"), "must be a number"),
              (dict(row, escalacoes=2.5), "must be an integer"),
@@ -437,7 +356,7 @@ def _hammering(url, name, rows, threads=3):
 def test_newly_pushed_version_is_served_without_failing_requests(real_serving, tmp_path):
     from cartola.pipeline.components import publish_model  # pylint: disable=import-outside-toplevel
     config, registry, server = real_serving
-    rows = _sample_rows(config, 5)
+    rows = sample_rows(config, 5)
     client = ServingClient(server.url, config.model_name)
     before = client.predict(rows)
     # Same weights, new fingerprint: publish_model would not push an identical model again.

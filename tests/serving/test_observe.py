@@ -18,7 +18,7 @@ import tensorflow as tf  # the log writer imports it too: load it before timing 
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from test_serving import FEATURES, NAME, ROW, FakeModel, _sample_rows, http, running
+from serving_helpers import FEATURES, NAME, ROW, FakeModel, sample_rows, http, running
 from cartola.config import load_config
 from cartola.serving.request_log import (LOGGED_AT, MODEL_VERSION, SCORE, RequestLogger,
                                             file_start, logged_files, read_logged,
@@ -364,7 +364,7 @@ def test_logged_requests_round_trip_into_tfdv_statistics(pushed_project, tmp_pat
     registry = ModelRegistry(base, config.model_name, observer=metrics)
     registry.refresh()
     log = make_logger(tmp_path / "logs", observer=metrics)
-    rows = _sample_rows(config, 120)
+    rows = sample_rows(config, 120)
     rows[0]["tempo_desperd"] = None
     with running(registry, metrics=metrics, request_log=log) as server:
         client = ServingClient(server.url, config.model_name)

@@ -11,10 +11,8 @@ import urllib.request
 
 import pytest
 
-from conftest import make_config
-from pipeline_helpers import first_output, tree_digest
-from test_browser import ASSETS, CHROMIUM_ARGS, chromium  # pylint: disable=unused-import
-from test_pipeline_e2e import _write, read_sample
+from conftest import ASSETS, CHROMIUM_ARGS, make_config
+from pipeline_helpers import first_output, read_sample, tree_digest, write_csv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -30,7 +28,7 @@ def three_runs(tmp_path_factory):
     config = make_config(home, max_regression=0.5)
     assert run_local(config)["pushed_version"] == 1
     assert run_local(config)["pushed_version"] is None
-    other = _write(read_sample(skiprows=range(1, 5001)), home / "week2")
+    other = write_csv(read_sample(skiprows=range(1, 5001)), home / "week2")
     assert run_local(config, other)["pushed_version"] == 2
     return config, other
 
