@@ -10,8 +10,6 @@ It shares the production-profile Airflow with ``test_airflow_e2e.py`` (the sessi
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 
 import pytest

@@ -10,21 +10,15 @@ import math
 import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from serving_helpers import (FEATURES, LABEL, NAME, ROW, FakeModel, fake_registry, http,
                              running, sample_rows)
-from cartola.serving.app import create_app, start_background
 from cartola.serving.client import ServingClient, ServingError
 from cartola.serving.core import ModelRegistry
 from cartola.serving.model import RawFeature, check_value, columns_from_instances
-
 
 
 @pytest.mark.parametrize("feature, value, expected", [

@@ -349,7 +349,7 @@ def build_examples(columns: Mapping[str, Sequence[Any]],
     values, so each layout is a template row copied with numpy and its values written as
     blocks; a rare layout is joined row by row. tfx_bsl's RecordBatchToExamples is several
     times slower here and writes a missing value as an empty feature rather than leaving it
-    out. tests/test_serving.py checks the bytes parse to the same Example.
+    out. tests/serving/test_app.py checks the bytes parse to the same Example.
     """
     rows = len(next(iter(columns.values()))) if columns else 0
     if not rows:
