@@ -1,8 +1,9 @@
 """The pipeline's node ids and dependencies as a static table.
 
 The Airflow DAG file builds its tasks from this table so that parsing it never imports TFX
-(compiling the pipeline costs ~26 s of imports). ``tests/orchestration/test_dag.py`` compiles the real
-pipeline and checks this table against the IR's ``upstream_nodes``, so drift fails a test.
+(compiling the pipeline costs ~26 s of imports). ``tests/orchestration/test_dag.py`` compiles
+the real pipeline and checks this table against the IR's ``upstream_nodes``, so drift fails a
+test.
 """
 from __future__ import annotations
 
