@@ -21,22 +21,14 @@ from tensorflow_model_analysis.metrics import binary_confusion_matrices
 from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.metrics import metric_util
 
+from cartola.pipeline.ks import ks_from_matrices
+
 KS_NAME = "ks"
 AUC_LOWER_BOUND_NAME = "auc_lower_bound"
 LOG_LOSS_GAIN_NAME = "log_loss_gain"
 EPSILON = 1e-7
 NUM_THRESHOLDS = 10000
 DEFAULT_Z = 1.96  # AucLowerBound's standard errors below the AUC
-
-
-def ks_from_matrices(matrices) -> float:
-    """Max |TPR - FPR| over the matrices' thresholds (NaN when a class is absent)."""
-    gaps = []
-    for tp, fn, fp, tn in zip(matrices.tp, matrices.fn, matrices.fp, matrices.tn):
-        if tp + fn == 0 or fp + tn == 0:
-            return float("nan")
-        gaps.append(abs(tp / (tp + fn) - fp / (fp + tn)))
-    return max(gaps, default=float("nan"))
 
 
 def _derived_from_matrices(derive, name: str, eval_config, model_name: str, output_name: str,

@@ -28,6 +28,7 @@ from cartola.data.labels import LabelCoding
 from cartola.pipeline.evaluation import load_evaluation
 from cartola.models import model_info
 from cartola.pipeline import topology
+from cartola.pipeline.ks import ks_statistic
 from cartola.registry.history import report_path
 from cartola.registry.runs import RegistryError, RunInfo, custom_property, load_run
 from cartola.reports.pages import (CSS, figure_png, fmt, img, load_statistics, pyplot, split_dirs,
@@ -117,17 +118,6 @@ def score_examples(model_path: str, serialized: Sequence[bytes], batch: int = 40
     return np.concatenate([model.predict_serialized(serialized[i:i + batch])
                            for i in range(0, len(serialized), batch)]) if serialized else (
         np.zeros(0))
-
-
-def ks_statistic(scores: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
-    """(KS, threshold): the largest gap between the two classes' score CDFs and where
-    (scipy's two-sample KS, as the baseline script computes it)."""
-    from scipy import stats  # pylint: disable=import-outside-toplevel
-    positives, negatives = scores[labels == 1], scores[labels == 0]
-    if positives.size == 0 or negatives.size == 0:
-        return math.nan, math.nan
-    result = stats.ks_2samp(positives, negatives, method="asymp")
-    return float(result.statistic), float(result.statistic_location)
 
 
 # --------------------------------------------------------------------------------------------
