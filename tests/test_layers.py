@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cartola"
 # Ground first. A package may import from itself and from the packages before it.
 LAYERS = [
     ("errors", "console", "codec", "published"),
-    ("config",),
+    ("config", "config_values"),
     ("metadata",),
     ("data",),
     ("validation",),
