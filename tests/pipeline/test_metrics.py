@@ -64,6 +64,7 @@ def test_tfma_metrics_tell_signal_from_noise():
     assert figures["auc_lower_bound"] == pytest.approx(auc - 1.96 * se, abs=2e-3)
     assert figures["log_loss_gain"] == pytest.approx(
         prior_log_loss(labels.mean()) - log_loss(labels, informative), abs=1e-4)
+    assert figures["log_loss"] == pytest.approx(log_loss(labels, informative), abs=1e-4)
     assert figures["auc_lower_bound"] > 0.5 and figures["log_loss_gain"] > 0
     noise = rng.random(2000)  # no signal, and far from the prior: both gates fail
     figures = _tfma_metrics(labels, noise)

@@ -109,11 +109,17 @@ def eval_config(config: Config) -> tfma.EvalConfig:
         tfma.MetricConfig(class_name="CalibrationPlot"),
         tfma.MetricConfig(class_name="ConfusionMatrixPlot"),
     ]
+    # Only the metrics above: TFMA would also recompute the Keras model's compiled metrics
+    # and loss, through TensorFlow, for every example of every slice: a quarter of the
+    # Evaluator's time (84 s against 62 s on 50,000 eval rows, measured); ``log_loss``
+    # comes from LogLossGain's pass instead, for every model family alike.
+    options = tfma.Options()
+    options.include_default_metrics.value = False
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=config.label,
                                     preprocessing_function_names=[])],
         slicing_specs=slices,
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)], options=options)
 
 
 def _example_gen(config: Config, data_dir: Path, span: Optional[Span]):

@@ -6,7 +6,8 @@
   McNeil, 1982, from the AUC and the two class counts): above 0.5, the model ranks better
   than chance by more than the eval split's noise.
 * ``log_loss_gain`` (:class:`LogLossGain`): the trivial model's log loss (everyone gets the
-  split's positive share) minus the model's; above 0, the probabilities beat the prior.
+  split's positive share) minus the model's; above 0, the probabilities beat the prior. The
+  same pass gives ``log_loss``, the model's own, for every model family alike.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from cartola.pipeline.ks import ks_from_matrices
 KS_NAME = "ks"
 AUC_LOWER_BOUND_NAME = "auc_lower_bound"
 LOG_LOSS_GAIN_NAME = "log_loss_gain"
+LOG_LOSS_NAME = "log_loss"
 EPSILON = 1e-7
 NUM_THRESHOLDS = 10000
 DEFAULT_Z = 1.96  # AucLowerBound's standard errors below the AUC
@@ -164,9 +166,9 @@ def prior_log_loss(positive_share: float) -> float:
 class _LogLossGainCombiner(beam.CombineFn):
     """Accumulates [weight, weighted positives, weighted log loss]."""
 
-    def __init__(self, key: metric_types.MetricKey, eval_config, aggregation_type,
-                 class_weights, example_weighted: bool):
-        self._key, self._eval_config = key, eval_config
+    def __init__(self, key: metric_types.MetricKey, loss_key: metric_types.MetricKey,
+                 eval_config, aggregation_type, class_weights, example_weighted: bool):
+        self._key, self._loss_key, self._eval_config = key, loss_key, eval_config
         self._aggregation_type, self._class_weights = aggregation_type, class_weights
         self._example_weighted = example_weighted
 
@@ -197,23 +199,26 @@ class _LogLossGainCombiner(beam.CombineFn):
         return merged
 
     def extract_output(self, accumulator: List[float]) -> Dict[metric_types.MetricKey, float]:
-        """Prior's log loss minus the model's (NaN without examples)."""
+        """Prior's log loss minus the model's, and the model's (NaN without examples)."""
         total, positives, loss = accumulator
         if total <= 0:
-            return {self._key: float("nan")}
-        return {self._key: prior_log_loss(positives / total) - loss / total}
+            return {self._key: float("nan"), self._loss_key: float("nan")}
+        return {self._key: prior_log_loss(positives / total) - loss / total,
+                self._loss_key: loss / total}
 
 
 def _log_loss_gain(name: str = LOG_LOSS_GAIN_NAME, eval_config=None, model_name: str = "",
                    output_name: str = "", sub_key: Optional[metric_types.SubKey] = None,
                    aggregation_type=None, class_weights: Optional[Dict[int, float]] = None,
                    example_weighted: bool = False) -> metric_types.MetricComputations:
-    key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
-                                 sub_key=sub_key, example_weighted=example_weighted)
+    key, loss_key = (metric_types.MetricKey(name=metric, model_name=model_name,
+                                            output_name=output_name, sub_key=sub_key,
+                                            example_weighted=example_weighted)
+                     for metric in (name, LOG_LOSS_NAME))
     return [metric_types.MetricComputation(
-        keys=[key], preprocessors=None,
-        combiner=_LogLossGainCombiner(key, eval_config, aggregation_type, class_weights,
-                                      example_weighted))]
+        keys=[key, loss_key], preprocessors=None,
+        combiner=_LogLossGainCombiner(key, loss_key, eval_config, aggregation_type,
+                                      class_weights, example_weighted))]
 
 
 class LogLossGain(metric_types.Metric):

@@ -38,7 +38,7 @@ from cartola.serving.model import ModelLoadError
 ASSETS_PREFIX = "report_"
 _METRIC_ORDER = ("example_count", "auc", "auc_lower_bound", "ks",
                  "log_loss_gain", "precision", "recall", "binary_accuracy", "calibration",
-                 "mean_label", "mean_prediction", "loss")
+                 "mean_label", "mean_prediction", "log_loss")
 
 
 # --------------------------------------------------------------------------------------------
