@@ -259,3 +259,39 @@ def test_one_standard_error_rule_prefers_the_simpler_family_within_noise():
     assert one_standard_error_choice([simple, simple - 0.001 + rng.normal(0, 0.05, 400)]) == 0
     assert one_standard_error_choice([simple, simple - 0.05]) == 1  # clearly better
     assert one_standard_error_choice([simple + 0.1, simple]) == 1
+
+
+@pytest.mark.parametrize("cache_mb", [0.0, 1024.0])
+def test_splits_read_once_keep_the_rows_and_reshuffle_each_epoch(transformed, tmp_path, cache_mb):
+    import tensorflow_transform as tft
+    from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
+    from tfx_bsl.public import tfxio
+
+    from cartola.models.model import count_records, feature_keys, training_plan
+    from cartola.models.splits import Splits
+    work, rows = transformed
+    output = tft.TFTransformOutput(str(work / "transform"))
+    files = [str(work / "transformed" / "part*")]
+    fn_args = FnArgs(
+        train_files=files, eval_files=files, model_run_dir=str(tmp_path / "logs"),
+        data_accessor=DataAccessor(
+            tf_dataset_factory=lambda f, options, schema: tfxio.TFExampleRecord(
+                file_pattern=f, schema=schema).TensorFlowDataset(options),
+            record_batch_factory=None, data_view_decode_fn=None))
+    spec = {**SPEC, "cache_mb": cache_mb}
+    train_rows = count_records(files)
+    splits = Splits(fn_args, output, spec, training_plan(train_rows, 32), train_rows)
+    assert splits.cached == (cache_mb > 0) and train_rows == splits.eval_rows == len(rows)
+    assert splits.megabytes == pytest.approx(
+        2 * len(rows) * (len(feature_keys(spec)) + 1) * 8 / 1e6)
+    assert ("kept in memory" if cache_mb else "read from disk each epoch") in splits.describe()
+    key = feature_keys(spec)[0]
+
+    def epoch(dataset):
+        return np.concatenate([batch[key].numpy().ravel() for batch, _ in dataset])
+
+    first, second = epoch(splits.train), epoch(splits.train)
+    # Every epoch holds every row once, in a new order; evaluation keeps file order.
+    assert sorted(first) == sorted(second) and len(first) == len(rows)
+    assert not np.array_equal(first, second)
+    assert np.array_equal(epoch(splits.evaluation), epoch(splits.evaluation))
