@@ -145,27 +145,32 @@ def test_preprocessing_imputes_and_scales_per_value(transformed):
         assert abs(column.mean()) < 1e-4 and column.std() == pytest.approx(1.0, rel=1e-2)
 
 
-@pytest.mark.parametrize("family", ["linear", "gbt", "auto"])
-def test_run_fn_exports_model_scoring_raw_examples(transformed, tmp_path, family):
-    import tensorflow_transform as tft
+def _fn_args(work, tmp_path, spec):
+    """The Trainer's FnArgs on the fixture's transformed examples (train and eval alike)."""
     from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
     from tfx_bsl.public import tfxio
-
-    from tfx_utils import run_fn
-    work, rows = transformed
-    output = tft.TFTransformOutput(str(work / "transform"))
 
     def dataset_factory(files, options, schema):
         return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
 
-    fn_args = FnArgs(
+    return FnArgs(
         train_files=[str(work / "transformed" / "part*")],
         eval_files=[str(work / "transformed" / "part*")],
         transform_graph_path=str(work / "transform"),
         serving_model_dir=str(tmp_path / "serving"), model_run_dir=str(tmp_path / "logs"),
         data_accessor=DataAccessor(tf_dataset_factory=dataset_factory, record_batch_factory=None,
                                    data_view_decode_fn=None),
-        custom_config={**SPEC, "model_family": family})
+        custom_config=spec)
+
+
+@pytest.mark.parametrize("family", ["linear", "gbt", "auto"])
+def test_run_fn_exports_model_scoring_raw_examples(transformed, tmp_path, family):
+    import tensorflow_transform as tft
+
+    from tfx_utils import run_fn
+    work, rows = transformed
+    output = tft.TFTransformOutput(str(work / "transform"))
+    fn_args = _fn_args(work, tmp_path, {**SPEC, "model_family": family})
     assert output.transformed_metadata.schema is not None
     run_fn(fn_args)
 
@@ -264,23 +269,15 @@ def test_one_standard_error_rule_prefers_the_simpler_family_within_noise():
 @pytest.mark.parametrize("cache_mb", [0.0, 1024.0])
 def test_splits_read_once_keep_the_rows_and_reshuffle_each_epoch(transformed, tmp_path, cache_mb):
     import tensorflow_transform as tft
-    from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
-    from tfx_bsl.public import tfxio
 
     from cartola.models.model import count_records, feature_keys, training_plan
     from cartola.models.splits import Splits
     work, rows = transformed
-    output = tft.TFTransformOutput(str(work / "transform"))
-    files = [str(work / "transformed" / "part*")]
-    fn_args = FnArgs(
-        train_files=files, eval_files=files, model_run_dir=str(tmp_path / "logs"),
-        data_accessor=DataAccessor(
-            tf_dataset_factory=lambda f, options, schema: tfxio.TFExampleRecord(
-                file_pattern=f, schema=schema).TensorFlowDataset(options),
-            record_batch_factory=None, data_view_decode_fn=None))
     spec = {**SPEC, "cache_mb": cache_mb}
-    train_rows = count_records(files)
-    splits = Splits(fn_args, output, spec, training_plan(train_rows, 32), train_rows)
+    fn_args = _fn_args(work, tmp_path, spec)
+    train_rows = count_records(fn_args.train_files)
+    splits = Splits(fn_args, tft.TFTransformOutput(str(work / "transform")), spec,
+                    training_plan(train_rows, 32), train_rows)
     assert splits.cached == (cache_mb > 0) and train_rows == splits.eval_rows == len(rows)
     assert splits.megabytes == pytest.approx(
         2 * len(rows) * (len(feature_keys(spec)) + 1) * 8 / 1e6)
