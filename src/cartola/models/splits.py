@@ -7,12 +7,8 @@ stopping runs tens of epochs, each with a pass over the eval split, for each fam
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-# pylint: disable=wrong-import-position
 from cartola.models.model import count_records, dataset, feature_keys
 
 # Bytes a cached row takes, at most: every feature and the label as a 64-bit value.
