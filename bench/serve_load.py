@@ -1,7 +1,7 @@
 """Benchmark: ``cartola serve`` under concurrent keep-alive clients, 1 worker against N.
 
-For each worker count (1, then ``--workers``, default one per core) it starts ``python -m
-cartola.serving.server --workers W`` on 127.0.0.1, waits until every worker has loaded the
+It starts ``python -m cartola.serving.server --workers W`` on 127.0.0.1 for W = 1 and W =
+``--workers`` (default one per core), both at once, waits until every worker has loaded the
 model, then, per request size (``--rows``: 1 and 10 rows) and client count (``--clients``:
 1, 16, 64, 256), runs a load generator in a SEPARATE process (``--generate``: asyncio on
 uvloop, raw keep-alive sockets, a prebuilt request; much cheaper per request than the server,
@@ -9,10 +9,12 @@ so the generator is not what saturates). Each client sends its next request when
 answer arrives; a 503 (load shed) makes it wait the ``Retry-After`` seconds, as a polite
 client does. Per level it prints answered requests/s, p50, p99 and max latency of the 200s,
 errors (anything but 200 and 503: resets, timeouts, other statuses) and 503s; then the
-throughput ratio N workers / 1 worker at each level. The goals: no errors but 503s, p99 <=
-100 ms at 64 clients, N=2 workers >= 1.6x one.
+throughput ratio N workers / 1 worker at each level. Each level is measured in ``--rounds``
+rounds, the two servers taking turns, so a slow spell of the machine falls on both:
+requests/s is the median round's, latencies are pooled. The goals: no errors but 503s, p99
+<= 100 ms at 64 clients, N=2 workers >= 1.6x one.
 
-    python bench/serve_load.py [--model-dir serving_model/cartola_pro] [--seconds 5]
+    python bench/serve_load.py [--model-dir serving_model/cartola_pro] [--rounds 3]
 
 The generator shares the machine with the server (and, here, with other jobs): read the
 ratios, measured side by side in one run, rather than the absolute figures.
@@ -137,21 +139,43 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _level(url: str, path: str, body_file: str, clients: int, args) -> Dict[str, float]:
+def _level(url: str, path: str, body_file: str, clients: int, args) -> dict:
+    """One measured level: the generator's raw answers (latencies, errors, 503s)."""
     result = subprocess.run(
         [sys.executable, __file__, "--generate", "--url", url, "--path", path, "--body",
          body_file, "--clients", str(clients), "--seconds", str(args.seconds),
          "--warmup", str(args.warmup)], capture_output=True, text=True, check=True,
         timeout=args.seconds + args.warmup + 120)
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    latency = sorted(out["latency"])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _summary(rounds: List[dict]) -> Dict[str, float]:
+    """A level over its rounds: the median round's requests/s; latencies pooled."""
+    latency = sorted(value for out in rounds for value in out["latency"])
+    rates = sorted(len(out["latency"]) / out["seconds"] for out in rounds)
+    errors = [kind for out in rounds for kind in out["errors"]]
 
     def pct(share):
         return latency[min(len(latency) - 1, int(share * len(latency)))] * 1000 if latency else 0
 
-    return {"rps": len(latency) / out["seconds"], "p50": pct(0.50), "p99": pct(0.99),
-            "max": latency[-1] * 1000 if latency else 0.0, "errors": len(out["errors"]),
-            "shed": out["shed"], "kinds": sorted(set(out["errors"]))[:3]}
+    return {"rps": rates[len(rates) // 2], "p50": pct(0.50), "p99": pct(0.99),
+            "max": latency[-1] * 1000 if latency else 0.0, "errors": len(errors),
+            "shed": sum(out["shed"] for out in rounds), "kinds": sorted(set(errors))[:3]}
+
+
+def _measure(urls: Dict[int, str], path: str, bodies: Dict[int, str], clients: List[int],
+             args) -> Dict[tuple, Dict[str, float]]:
+    """Every level (request size, clients) on every server (workers: URL), in rounds."""
+    results = {}
+    for size, body in bodies.items():
+        for count in clients:
+            rounds: Dict[int, List[dict]] = {workers: [] for workers in urls}
+            for _ in range(args.rounds):
+                for workers, url in urls.items():
+                    rounds[workers].append(_level(url, path, body, count, args))
+            for workers, measured in rounds.items():
+                results[workers, size, count] = _summary(measured)
+    return results
 
 
 def _rows(config, count: int) -> List[dict]:
@@ -174,8 +198,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="per-worker bound (default: config serving_max_inflight)")
     parser.add_argument("--clients", default="1,16,64,256")
     parser.add_argument("--rows", default="1,10", help="rows per request, comma-separated")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured per level")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured, per level")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured per round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per level, the servers taking turns (default 3)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured, per round")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -204,24 +230,25 @@ def main() -> int:
     sizes = [int(r) for r in args.rows.split(",")]
     rows = _rows(config, max(sizes))
     path = f"/v1/models/{config.model_name}:predict"
-    results: Dict[tuple, Dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as folder:
         bodies = {}
         for size in sizes:
             bodies[size] = str(Path(folder) / f"{size}.json")
             Path(bodies[size]).write_text(json.dumps(
                 {"signature_name": "predict_raw", "instances": rows[:size]}), encoding="utf-8")
-        for workers in sorted({1, workers_n}):
-            proc, url = _start_server(model_dir, config.model_name, workers, args.max_inflight)
-            try:
-                for size in sizes:
-                    for count in clients:
-                        results[workers, size, count] = _level(url, path, bodies[size],
-                                                               count, args)
-            finally:
+        servers = {}
+        try:  # both servers up at once; each level's rounds alternate between them
+            for workers in sorted({1, workers_n}):
+                servers[workers] = _start_server(model_dir, config.model_name, workers,
+                                                 args.max_inflight)
+            results = _measure({w: url for w, (_, url) in servers.items()}, path, bodies,
+                               clients, args)
+        finally:
+            for proc, _ in servers.values():
                 _stop(proc)
     _print(results, f"model {model_dir}; {os.cpu_count()} CPUs (shared with the load generator); "
-          f"{args.seconds:g} s per level after {args.warmup:g} s warm-up; max-inflight "
+          f"{args.rounds} rounds of {args.seconds:g} s per level after {args.warmup:g} s "
+          "warm-up each, the two servers taking turns; max-inflight "
           f"{args.max_inflight if args.max_inflight is not None else config.serving_max_inflight}"
           " per worker", workers_n, clients, sizes)
     return 0

@@ -203,7 +203,10 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # with the model loaded (0: one per core); past serving_max_inflight requests running in a
     # worker, new ones get 503 with Retry-After (0: no limit). Beyond 127.0.0.1 clients need a
     # bearer token: $CARTOLA_SERVING_TOKEN, else the file serving_token_file (mode 600).
+    # Each worker runs TensorFlow on serving_threads intra-op and inter-op threads (0: the
+    # cores shared out, cores // workers, at least 1), so N workers do not oversubscribe.
     serving_workers: int = 0
+    serving_threads: int = 0
     serving_max_inflight: int = 16
     serving_token_file: str = ""
     # Serving observability (cartola.serving, docs/MONITORING.md): the server logs a sample of

@@ -185,9 +185,9 @@ def _check_scale(config) -> None:
         raise ConfigError(f"batch_size must be >= 0 (0: derived), got {config.batch_size}")
     if config.trainer_cache_mb < 0:
         raise ConfigError("trainer_cache_mb must be >= 0 (0: no cache)")
-    for name in ("beam_workers", "trainer_threads", "serving_workers"):
+    for name in ("beam_workers", "trainer_threads", "serving_workers", "serving_threads"):
         if getattr(config, name) < 0:
-            raise ConfigError(f"{name} must be >= 0 (0: every core), got "
+            raise ConfigError(f"{name} must be >= 0 (0: from the cores), got "
                               f"{getattr(config, name)}")
     if config.serving_max_inflight < 0:
         raise ConfigError("serving_max_inflight must be >= 0 (0: no limit), got "

@@ -26,6 +26,7 @@ from serving_helpers import NAME, ROW, FakeModel, sample_rows, fake_registry, ht
 from cartola.serving.client import ServingClient, ServingError
 from cartola.serving.guards import (TOKEN_ENV, TokenError, check_exposure, is_loopback,
                                     read_token)
+from cartola.serving.workers import cores
 
 PREDICT = f"/v1/models/{NAME}:predict"
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -323,6 +324,10 @@ def test_workers_share_the_socket_and_the_metrics_and_shed_nothing_in_normal_use
         url = url.replace("0.0.0.0", "127.0.0.1")
         workers = _workers(proc)
         assert len(workers) == 2
+        threads = str(max(1, cores() // 2))  # the cores shared out between the workers
+        assert f"({threads} TensorFlow threads each)" in "".join(lines)
+        assert {psutil.Process(pid).environ()["TF_NUM_INTRAOP_THREADS"]
+                for pid in workers} == {threads}
         for _ in range(40):  # a fresh connection each: the kernel spreads them over workers
             client = ServingClient(url, config.model_name, token=TOKEN)
             assert len(client.predict(rows)) == 10

@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, metavar="N",
                         help="worker processes, each with the model loaded (default: config "
                              "serving_workers; 0 = one per core)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="TensorFlow intra-op and inter-op threads per worker (default: "
+                             "config serving_threads; 0 = cores // workers, at least 1)")
     parser.add_argument("--max-inflight", type=int, metavar="N",
                         help="requests running at once per worker before new ones get 503 "
                              "with Retry-After (default: config serving_max_inflight; 0 = "
@@ -107,10 +110,12 @@ def serve(args: argparse.Namespace, model_dir: Path, model_name: str, config=Non
     ssl = _ssl(args)
     workers = _choose(getattr(args, "workers", None), config.serving_workers) or cores()
     max_inflight = _choose(getattr(args, "max_inflight", None), config.serving_max_inflight)
-    if workers < 0 or max_inflight < 0:
-        raise ServeError("--workers and --max-inflight must be >= 0")
+    threads = _choose(getattr(args, "threads", None), config.serving_threads)
+    if min(workers, max_inflight, threads) < 0:
+        raise ServeError("--workers, --threads and --max-inflight must be >= 0")
     return _serve_workers(args, model_dir, model_name, config, workers, {
-        "token_file": token_file, "max_inflight": max_inflight, "ssl": ssl})
+        "token_file": token_file, "max_inflight": max_inflight, "ssl": ssl,
+        "threads": threads or max(1, cores() // workers)})
 
 
 def _request_log_settings(args: argparse.Namespace) -> Optional[dict]:
@@ -129,7 +134,7 @@ def _serve_workers(args, model_dir: Path, model_name: str, config, workers: int,
                 "model_name": model_name, "poll_seconds": args.poll_seconds,
                 "max_body_bytes": args.max_body_bytes, "max_instances": args.max_instances,
                 "max_inflight": guard["max_inflight"], "token_file": guard["token_file"],
-                "request_log": _request_log_settings(args)}
+                "tf_threads": guard["threads"], "request_log": _request_log_settings(args)}
     if settings["request_log"] is not None:  # an unwritable folder: one line, before workers
         from cartola.serving.request_log import RequestLogger
         log = settings["request_log"]
@@ -143,7 +148,8 @@ def _serve_workers(args, model_dir: Path, model_name: str, config, workers: int,
     host, port = sock.getsockname()[:2]
     url = f"{'https' if guard['ssl'] else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
     return serve_workers(settings, sock, workers, uvicorn_options(guard["ssl"]),
-                         f"serving model {model_name} from {model_dir} with {workers} workers; "
+                         f"serving model {model_name} from {model_dir} with {workers} workers "
+                         f"({guard['threads']} TensorFlow threads each); "
                          f"listening on {url} (try {url}/v1/models/{model_name})")
 
 

@@ -4,7 +4,9 @@ One Python process scores on one core (the GIL: JSON, checks and tf.Example buil
 so ``cartola serve --workers N`` runs uvicorn's own supervisor: the socket is bound here, N
 spawned workers accept from it, each builds the app with :func:`worker_app` (its own model
 registry and watcher, request log file and load-shedding bound), and a worker that dies is
-replaced. Settings reach the workers as JSON in ``$CARTOLA_SERVING_WORKER`` (never the token:
+replaced. Every 100th answer of a worker closes its keep-alive connection, so the client
+reconnects to whichever worker is free (:data:`REBALANCE_EVERY`). Each worker runs
+TensorFlow on the threads it is given (by default its share of the cores). Settings reach the workers as JSON in ``$CARTOLA_SERVING_WORKER`` (never the token:
 each worker reads ``$CARTOLA_SERVING_TOKEN`` or the token file itself); Prometheus values in
 a temporary ``$PROMETHEUS_MULTIPROC_DIR`` that any worker's ``/metrics`` sums
 (:mod:`cartola.serving.metrics`).
@@ -37,10 +39,18 @@ from cartola.serving.metrics import MULTIPROC_ENV
 LOG = logging.getLogger("cartola.serving")
 SETTINGS_ENV = "CARTOLA_SERVING_WORKER"
 DRAIN_SECONDS = 1.0
+TF_THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 # Connection: close only once every worker has stopped accepting: a client that reconnected
 # earlier would land in the shared backlog, which the kernel resets when the last listener
 # closes.
 _CLOSE_AFTER_SECONDS = 0.3
+# With several workers, every REBALANCE_EVERY-th answer of a worker closes its connection.
+# The kernel hands a new connection to whichever worker accepts first, and a keep-alive
+# client then stays there: 16 connections opened at once can all land on one worker while
+# the other idles. Reconnecting, a client lands on a worker that is free to accept, and a
+# busy worker, answering more, lets go of more: the load evens out for one reconnect per 100
+# requests (nginx's keepalive_requests does the same, at 1000).
+REBALANCE_EVERY = 100
 
 
 def cores() -> int:
@@ -57,9 +67,11 @@ class _Worker:
     at lifespan shutdown, once uvicorn has let the running requests finish, so the request
     log closes with every answered row in it."""
 
-    def __init__(self, app, on_stop):
+    def __init__(self, app, on_stop, rebalance_every: int = 0):
         self.app = app
         self.on_stop = on_stop
+        self.rebalance_every = rebalance_every  # 0: keep connections open
+        self.answers = 0
         self.draining = False  # SIGTERM seen: no new connections
         self.closing = False  # answers carry Connection: close
 
@@ -89,10 +101,16 @@ class _Worker:
 
         signal.signal(signal.SIGTERM, drain)
 
+    def _close_now(self) -> bool:
+        """Whether this answer closes its connection (draining, or the rebalancing turn)."""
+        self.answers += 1
+        return self.closing or (self.rebalance_every > 0
+                                and self.answers % self.rebalance_every == 0)
+
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             async def send_closing(message):
-                if self.closing and message["type"] == "http.response.start":
+                if message["type"] == "http.response.start" and self._close_now():
                     message = dict(message, headers=[
                         *message.get("headers", []), (b"connection", b"close")])
                 await send(message)
@@ -146,7 +164,7 @@ def worker_app():
         if request_log is not None:
             request_log.close()
 
-    return _Worker(app, stop)
+    return _Worker(app, stop, settings.get("rebalance_every", 0))
 
 
 class _Supervisor(Multiprocess):
@@ -175,9 +193,14 @@ def serve_workers(settings: Dict[str, Any], sock, workers: int,
     request log); ``options``: uvicorn's (:func:`cartola.serving.app.uvicorn_options`).
     """
     metrics_dir = tempfile.mkdtemp(prefix="cartola-metrics-")
-    saved = {name: os.environ.get(name) for name in (SETTINGS_ENV, MULTIPROC_ENV)}
-    os.environ[SETTINGS_ENV] = json.dumps(settings)
+    saved = {name: os.environ.get(name) for name in (SETTINGS_ENV, MULTIPROC_ENV, *TF_THREAD_ENV)}
+    os.environ[SETTINGS_ENV] = json.dumps(
+        dict(settings, rebalance_every=REBALANCE_EVERY if workers > 1 else 0))
     os.environ[MULTIPROC_ENV] = metrics_dir
+    # The spawned workers' TensorFlow reads these when its runtime starts: N workers of
+    # cores // N threads each, rather than N pools of every core contending for them.
+    for name in TF_THREAD_ENV:
+        os.environ[name] = str(settings["tf_threads"])
     config = uvicorn.Config("cartola.serving.workers:worker_app", factory=True,
                             workers=workers, **dict(options, lifespan="on"))
     try:
