@@ -25,6 +25,17 @@ def test_lines_as_components_start_finish_and_skip():
         "[1:01:40] Trainer finished in 3570.0 s (3/3 done)"]
 
 
+def test_each_finished_component_is_handed_on_after_its_line():
+    stream, seen = io.StringIO(), []
+    watcher = progress.ComponentProgress(
+        2, stream, logging.WARNING, now=lambda: 1.0,
+        on_finished=lambda node: seen.append((node, stream.getvalue().count("\n"))))
+    watcher.event(progress.STARTED, "Transform")
+    watcher.event(progress.SKIPPED, "StatisticsGen")
+    watcher.event(progress.FINISHED, "Transform")
+    assert seen == [("Transform", 3)]  # finished only, once its line is out
+
+
 def test_logger_records_drive_the_lines_and_info_noise_stays_hidden():
     logger = logging.getLogger("cartola-test-absl")
     logger.setLevel(logging.WARNING)

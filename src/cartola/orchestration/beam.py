@@ -1,9 +1,11 @@
 """Beam pipeline options by data size: the in-memory DirectRunner for small spans, its
-multi-processing mode on every core for large ones, or whatever runner the config names."""
+multi-processing mode on every core for large ones (multi-threading for the components that
+do not need processes), or whatever runner the config names."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, NamedTuple, Optional
+from types import MappingProxyType
+from typing import List, Mapping, NamedTuple, Optional
 
 from cartola.config import split_pattern, worker_count
 from cartola.data.spans import FLAT_PATTERN, Span
@@ -13,10 +15,12 @@ _RUNNER_FLAGS = ("--runner", "--direct_running_mode", "--direct_num_workers")
 
 
 class BeamChoice(NamedTuple):
-    """The pipeline's Beam options and why (the run summary prints ``reason``)."""
+    """The pipeline's Beam options and why (the run summary prints ``reason``); ``components``:
+    options added for some components (by id), after the pipeline's, so theirs win."""
 
     args: List[str]
     reason: str
+    components: Mapping[str, List[str]] = MappingProxyType({})
 
 
 def data_bytes(folder: Optional[Path], files_glob: str) -> Optional[int]:
@@ -48,10 +52,15 @@ def choose(config, size: Optional[int]) -> BeamChoice:
     else:
         why = f"beam_mode = {mode}"
     count = worker_count(config.beam_workers) if mode != "in_memory" else 1
-    return BeamChoice(
-        [f"--direct_running_mode={mode}", f"--direct_num_workers={count}"] + extra,
-        f"DirectRunner {mode.replace('_', '-')}, {count} worker{'s' if count > 1 else ''} "
-        f"({why})")
+    reason = (f"DirectRunner {mode.replace('_', '-')}, {count} worker{'s' if count > 1 else ''}"
+              f" ({why})")
+    threaded = {}
+    if config.beam_mode == "auto" and mode == "multi_processing" and config.beam_threaded:
+        threaded = {name: ["--direct_running_mode=multi_threading"]
+                    for name in config.beam_threaded}
+        reason += f"; multi-threading for {', '.join(config.beam_threaded)} (beam_threaded)"
+    return BeamChoice([f"--direct_running_mode={mode}", f"--direct_num_workers={count}"] + extra,
+                      reason, threaded)
 
 
 def for_span(config, span: Optional[Span]) -> BeamChoice:

@@ -10,18 +10,19 @@ from cartola.published.versions import model_versions
 from cartola.config import Config
 from cartola.console import COMPONENT
 from cartola.data.source import resolve_input
-from cartola.orchestration import beam, rerun
+from cartola.orchestration import beam, memory, rerun
 from cartola.orchestration.progress import component_progress
 from cartola.orchestration.run_lock import new_run_id
 
 
-def _compiled(config: Config, data_root: Optional[str], span, beam_args, run_id: str) -> tuple:
+def _compiled(config: Config, data_root: Optional[str], span, choice, run_id: str) -> tuple:
     """The pipeline's IR for run ``run_id`` and its number of components."""
     # pylint: disable=import-outside-toplevel
     from tfx.dsl.compiler import compiler, constants
     from tfx.orchestration.portable import runtime_parameter_utils
     from cartola.pipeline.definition import create_pipeline
-    pipeline = create_pipeline(config, data_root, span, beam_args=beam_args)
+    pipeline = create_pipeline(config, data_root, span, beam_args=choice.args,
+                               component_beam_args=choice.components)
     ir = compiler.Compiler().compile(pipeline)
     runtime_parameter_utils.substitute_runtime_parameter(
         ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
@@ -56,9 +57,9 @@ def run_local(config: Config, data_root: Optional[str] = None,
     choice = beam.for_span(config, resolved)
     print(f"beam: {choice.reason}", file=sys.stderr, flush=True)
     run_id = run_id or new_run_id()
-    ir, components = _compiled(config, data_root, resolved, choice.args, run_id)
+    ir, components = _compiled(config, data_root, resolved, choice, run_id)
     rerun.forget(config)
-    with component_progress(components) as progress:
+    with component_progress(components, on_finished=lambda _: memory.release()) as progress:
         try:
             LocalDagRunner().run_with_ir(ir)
         except Exception as err:

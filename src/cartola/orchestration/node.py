@@ -28,7 +28,9 @@ def run_node(node_id: str, run_id: str, data_root: Optional[str] = None,
     from cartola.pipeline.definition import compile_pipeline
 
     config = config or load_config()
-    ir = compile_pipeline(config, data_root, span, beam_args=beam.for_span(config, span).args)
+    choice = beam.for_span(config, span)
+    ir = compile_pipeline(config, data_root, span, beam_args=choice.args,
+                          component_beam_args=choice.components)
     runtime_parameter_utils.substitute_runtime_parameter(
         ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
     deployment = runner_utils.extract_local_deployment_config(ir)

@@ -23,15 +23,17 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-class ComponentProgress(logging.Filter):
+class ComponentProgress(logging.Filter):  # pylint: disable=too-many-instance-attributes
     """A filter on TFX's logger that prints a line per component event it sees and lets
     through only the records the logger would have let through before it was opened up to
     INFO (so the run is no noisier than without it)."""
 
     def __init__(self, total: int, stream: TextIO, floor: int,
-                 now: Callable[[], float] = time.monotonic):
+                 now: Callable[[], float] = time.monotonic,
+                 on_finished: Optional[Callable[[str], object]] = None):
         super().__init__()
         self.total, self.stream, self.floor, self.now = total, stream, floor, now
+        self.on_finished = on_finished
         self.begun = now()
         self.started: dict = {}  # the components running now, by start time
         self.done = 0
@@ -59,16 +61,22 @@ class ComponentProgress(logging.Filter):
         self.stream.write(f"[{clock(at - self.begun)}] {node} {what} "
                           f"({self.done}/{self.total} done)\n")
         self.stream.flush()
+        if message == FINISHED and self.on_finished is not None:
+            self.on_finished(node)
 
 
 @contextlib.contextmanager
 def component_progress(total: int, stream: Optional[TextIO] = None,
-                       logger_name: str = "absl") -> Iterator[ComponentProgress]:
-    """Print component progress lines to ``stream`` (stderr) while the block runs."""
+                       logger_name: str = "absl",
+                       on_finished: Optional[Callable[[str], object]] = None
+                       ) -> Iterator[ComponentProgress]:
+    """Print component progress lines to ``stream`` (stderr) while the block runs, and call
+    ``on_finished(component)`` after each component's last line."""
     logger = logging.getLogger(logger_name)
     level, floor = logger.level, logger.getEffectiveLevel()
     verbosity = absl_logging.get_verbosity()
-    progress = ComponentProgress(total, stream or sys.stderr, floor)
+    progress = ComponentProgress(total, stream or sys.stderr, floor,
+                                 on_finished=on_finished)
     logger.addFilter(progress)
     logger.setLevel(min(floor, logging.INFO))
     if logger_name == "absl":

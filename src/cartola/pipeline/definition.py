@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -149,11 +149,13 @@ def _example_gen(config: Config, data_dir: Path, span: Optional[Span]):
 
 
 def create_pipeline(config: Config, data_root: Optional[str] = None,
-                    span: Optional[Span] = None, *,
-                    beam_args: Sequence[str]) -> tfx.dsl.Pipeline:
+                    span: Optional[Span] = None, *, beam_args: Sequence[str],
+                    component_beam_args: Optional[Mapping[str, Sequence[str]]] = None
+                    ) -> tfx.dsl.Pipeline:
     """The pipeline for ``config`` on ``span`` (from :func:`cartola.data.source.resolve_input`;
     None: ExampleGen's driver takes the newest span). ``data_root`` overrides
-    ``config.data_root`` for one run; ``beam_args`` are the runner's choice for the span
+    ``config.data_root`` for one run; ``beam_args`` are the runner's choice for the span and
+    ``component_beam_args`` what some components (by id) add to them
     (:func:`cartola.orchestration.beam.for_span`)."""
     data_dir = config.input_dir(data_root)
     spec = features.feature_spec(config)
@@ -232,17 +234,34 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=str(config.pipeline_dir),
-        components=[example_gen, statistics_gen, schema_gen, example_validator, gate,
-                    statistics_resolver, drift_gate, window, transform, trainer, model_resolver,
-                    evaluator, pusher],
+        components=_with_beam_args(
+            [example_gen, statistics_gen, schema_gen, example_validator, gate,
+             statistics_resolver, drift_gate, window, transform, trainer, model_resolver,
+             evaluator, pusher], component_beam_args or {}),
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config(config),
         beam_pipeline_args=list(beam_args))
 
 
+def _with_beam_args(components: list, by_id: Mapping[str, Sequence[str]]) -> list:
+    """``components``, given their per-component Beam options (TFX puts them after the
+    pipeline's, so they win); a name that is not one of the pipeline's Beam components is the
+    user's config error."""
+    beam_ids = {c.id: c for c in components if hasattr(c, "with_beam_pipeline_args")}
+    unknown = sorted(set(by_id) - set(beam_ids))
+    if unknown:
+        raise ConfigError(f"beam_threaded: {', '.join(unknown)} is not a Beam component of "
+                          f"the pipeline; those are {', '.join(sorted(beam_ids))}")
+    for name, args in by_id.items():
+        beam_ids[name].with_beam_pipeline_args(list(args))
+    return components
+
+
 def compile_pipeline(config: Config, data_root: Optional[str] = None,
-                     span: Optional[Span] = None, *, beam_args: Sequence[str]):
+                     span: Optional[Span] = None, *, beam_args: Sequence[str],
+                     component_beam_args: Optional[Mapping[str, Sequence[str]]] = None):
     """Compiled pipeline IR (``pipeline_pb2.Pipeline``)."""
     from tfx.dsl.compiler import compiler  # pylint: disable=import-outside-toplevel
     return compiler.Compiler().compile(
-        create_pipeline(config, data_root, span, beam_args=beam_args))
+        create_pipeline(config, data_root, span, beam_args=beam_args,
+                        component_beam_args=component_beam_args))
