@@ -325,7 +325,7 @@ def test_workers_share_the_socket_and_the_metrics_and_shed_nothing_in_normal_use
         workers = _workers(proc)
         assert len(workers) == 2
         threads = str(max(1, cores() // 2))  # the cores shared out between the workers
-        assert f"({threads} TensorFlow threads each)" in "".join(lines)
+        assert f"({threads} TensorFlow thread" in "".join(lines)
         assert {psutil.Process(pid).environ()["TF_NUM_INTRAOP_THREADS"]
                 for pid in workers} == {threads}
         for _ in range(40):  # a fresh connection each: the kernel spreads them over workers

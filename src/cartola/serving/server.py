@@ -149,7 +149,8 @@ def _serve_workers(args, model_dir: Path, model_name: str, config, workers: int,
     url = f"{'https' if guard['ssl'] else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
     return serve_workers(settings, sock, workers, uvicorn_options(guard["ssl"]),
                          f"serving model {model_name} from {model_dir} with {workers} workers "
-                         f"({guard['threads']} TensorFlow threads each); "
+                         f"({guard['threads']} TensorFlow thread"
+                         f"{'s' if guard['threads'] > 1 else ''} each); "
                          f"listening on {url} (try {url}/v1/models/{model_name})")
 
 
