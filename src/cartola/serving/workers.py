@@ -6,9 +6,10 @@ spawned workers accept from it, each builds the app with :func:`worker_app` (its
 registry and watcher, request log file and load-shedding bound), and a worker that dies is
 replaced. Every 100th answer of a worker closes its keep-alive connection, so the client
 reconnects to whichever worker is free (:data:`REBALANCE_EVERY`). Each worker runs
-TensorFlow on the threads it is given (by default its share of the cores). Settings reach the workers as JSON in ``$CARTOLA_SERVING_WORKER`` (never the token:
-each worker reads ``$CARTOLA_SERVING_TOKEN`` or the token file itself); Prometheus values in
-a temporary ``$PROMETHEUS_MULTIPROC_DIR`` that any worker's ``/metrics`` sums
+TensorFlow on the threads it is given (by default its share of the cores). Settings reach
+the workers as JSON in ``$CARTOLA_SERVING_WORKER`` (never the token: each worker reads
+``$CARTOLA_SERVING_TOKEN`` or the token file itself); Prometheus values in a temporary
+``$PROMETHEUS_MULTIPROC_DIR`` that any worker's ``/metrics`` sums
 (:mod:`cartola.serving.metrics`).
 
 On SIGTERM the supervisor closes its copy of the socket and signals the workers. Each one
