@@ -96,3 +96,6 @@ def test_threaded_components_override_the_pipeline_mode_and_only_they(tmp_path):
     with pytest.raises(ConfigError, match="beam_threaded: Trainer is not a Beam component"):
         create_pipeline(config, beam_args=choice.args,
                         component_beam_args={"Trainer": ["--direct_running_mode=in_memory"]})
+    typo = make_config(tmp_path, beam_threaded=("Transfrom",))  # a small span: not applied
+    with pytest.raises(ConfigError, match="beam_threaded: Transfrom is not a Beam component"):
+        create_pipeline(typo, beam_args=beam.choose(typo, 10).args)
