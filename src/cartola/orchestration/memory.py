@@ -3,21 +3,22 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 from typing import Optional
 
-_LIBC: Optional[ctypes.CDLL] = None
 
-
-def _libc() -> Optional[ctypes.CDLL]:
-    global _LIBC  # pylint: disable=global-statement
-    if _LIBC is None:
-        name = ctypes.util.find_library("c")
-        try:
-            _LIBC = ctypes.CDLL(name) if name else None
-        except OSError:
-            _LIBC = None
-    return _LIBC
+@functools.lru_cache(maxsize=None)
+def _malloc_trim() -> Optional[ctypes._CFuncPtr]:  # pylint: disable=protected-access
+    """glibc's ``malloc_trim``, or None where the C library has none."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+    return trim
 
 
 def release() -> bool:
@@ -29,8 +30,5 @@ def release() -> bool:
     component's Beam workers. ``malloc_trim`` (glibc only; elsewhere this only collects) gives
     those pages back. Returns whether the C library trimmed."""
     gc.collect()
-    libc = _libc()
-    if libc is None or not hasattr(libc, "malloc_trim"):
-        return False
-    libc.malloc_trim.argtypes = [ctypes.c_size_t]
-    return bool(libc.malloc_trim(0))
+    trim = _malloc_trim()
+    return trim is not None and bool(trim(0))

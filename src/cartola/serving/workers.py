@@ -165,7 +165,7 @@ def worker_app():
         if request_log is not None:
             request_log.close()
 
-    return _Worker(app, stop, settings.get("rebalance_every", 0))
+    return _Worker(app, stop, settings["rebalance_every"])
 
 
 class _Supervisor(Multiprocess):
