@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import psutil
 
@@ -33,13 +33,14 @@ PSS_EVERY = 10  # samples (of 0.2 s) between two PSS readings
 HEAVY = ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator")
 
 
-def tree_memory(process: psutil.Process, pss: bool) -> Tuple[int, int]:
-    """(RSS, PSS) bytes summed over ``process`` and all its descendants (PSS 0 unless
+def tree_memory(process: psutil.Process, pss: bool) -> Tuple[int, int, int]:
+    """(RSS, PSS) bytes summed over ``process`` and all its descendants, and the RSS of
+    ``process`` alone (PSS 0 unless
     ``pss``: reading it walks every mapping, too slow for each sample). Summed RSS counts the
     pages processes share (TensorFlow's libraries, mapped by every Beam worker) once per
     process; PSS splits each shared page between its sharers, so its sum is what the tree
     takes from the machine."""
-    totals = [0, 0]
+    totals = [0, 0, 0]
     for member in [process] + process.children(recursive=True):
         try:
             info = member.memory_full_info() if pss else member.memory_info()
@@ -47,7 +48,9 @@ def tree_memory(process: psutil.Process, pss: bool) -> Tuple[int, int]:
             continue
         totals[0] += info.rss
         totals[1] += getattr(info, "pss", 0)
-    return totals[0], totals[1]
+        if member.pid == process.pid:
+            totals[2] = info.rss
+    return totals[0], totals[1], totals[2]
 
 
 class _Watcher:
@@ -55,9 +58,13 @@ class _Watcher:
 
     STARTED = re.compile(rb"\] (\w+) started")
 
-    def __init__(self, log: Path):
+    def __init__(self, log: Path, trace: Optional[Path] = None):
         self._log, self._offset, self.current, self._count = log, 0, "startup", 0
-        self.peaks: Dict[str, List[int]] = {}  # component -> [RSS, PSS]
+        self.peaks: Dict[str, List[int]] = {}  # component -> [RSS, PSS, main process RSS]
+        self._trace, self._started = trace, time.monotonic()
+        if trace is not None:
+            trace.write_text("seconds,component,tree_rss_mb,main_rss_mb,processes\n",
+                             encoding="utf-8")
 
     def sample(self, process: psutil.Process) -> None:
         """Attribute the tree's memory now to the component that started last."""
@@ -70,11 +77,17 @@ class _Watcher:
             self.current = match.group(1).decode()
         self._count += 1
         memory = tree_memory(process, pss=self._count % PSS_EVERY == 0)
-        peaks = self.peaks.setdefault(self.current, [0, 0])
+        peaks = self.peaks.setdefault(self.current, [0, 0, 0])
         peaks[:] = [max(old, now) for old, now in zip(peaks, memory)]
+        if self._trace is not None:
+            with open(self._trace, "a", encoding="utf-8") as out:
+                out.write(f"{time.monotonic() - self._started:.1f},{self.current},"
+                          f"{memory[0] / 1e6:.0f},{memory[2] / 1e6:.0f},"
+                          f"{len(process.children(recursive=True)) + 1}\n")
 
 
-def run_once(data: Path, home: Path, mode: str, log: Path) -> Dict[str, object]:
+def run_once(data: Path, home: Path, mode: str, log: Path,
+             trace: Optional[Path] = None) -> Dict[str, object]:
     """`cartola run` on ``data`` in ``home`` with ``beam_mode = mode``: its figures."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("CARTOLA_")}
     env.update(CARTOLA_HOME=str(home), CARTOLA_DATA_ROOT=str(data), CARTOLA_BEAM_MODE=mode,
@@ -84,7 +97,7 @@ def run_once(data: Path, home: Path, mode: str, log: Path) -> Dict[str, object]:
         child = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, "-m", "cartola.cli", "run"], stdout=out, stderr=subprocess.STDOUT,
             env=env)
-        watched, watcher = psutil.Process(child.pid), _Watcher(log)
+        watched, watcher = psutil.Process(child.pid), _Watcher(log, trace)
         while child.poll() is None:
             try:
                 watcher.sample(watched)
@@ -102,7 +115,8 @@ def run_once(data: Path, home: Path, mode: str, log: Path) -> Dict[str, object]:
             "components": components,
             "peak_gb": max((p[0] for p in watcher.peaks.values()), default=0) / 1e9,
             "peak_pss_gb": max((p[1] for p in watcher.peaks.values()), default=0) / 1e9,
-            "peaks": {name: (rss / 1e9, pss / 1e9) for name, (rss, pss) in watcher.peaks.items()},
+            "peaks": {name: tuple(value / 1e9 for value in values)
+                      for name, values in watcher.peaks.items()},
             "beam": choice.group(1) if choice else "?", "log": log}
 
 
@@ -120,8 +134,9 @@ def report(results: List[tuple]) -> None:
         pipeline = got["pipeline"] if got["pipeline"] is not None else float("nan")
         print(f"{_size(rows):5} {mode:16} {got['wall']:7.1f}  {pipeline:10.1f}  {cells}  "
               f"{got['peak_gb']:11.2f}  {got['peak_pss_gb']:11.2f}  {got['beam']}")
-        print("      peak by component, RSS/PSS GB: " + ", ".join(
-            f"{name} {rss:.2f}/{pss:.2f}" for name, (rss, pss) in got["peaks"].items()))
+        print("      peak by component, RSS/PSS GB (main process RSS): " + ", ".join(
+            f"{name} {rss:.2f}/{pss:.2f} ({main:.2f})"
+            for name, (rss, pss, main) in got["peaks"].items()))
         if got["rc"] != 0:
             tail = got["log"].read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
             print(f"      exit {got['rc']}:\n        " + "\n        ".join(tail))
@@ -148,6 +163,9 @@ def main() -> int:
                         help="comma-separated beam_mode values to compare (auto, in_memory, "
                              "multi_processing; default: %(default)s)")
     parser.add_argument("--keep", action="store_true", help="keep the data and project homes")
+    parser.add_argument("--trace", action="store_true",
+                        help="write each run's memory samples (tree and main process RSS, "
+                             "every 0.2 s) to a CSV beside its log; implies --keep")
     args = parser.parse_args()
     sizes = [int(value) for value in args.rows.split(",")]
     modes = args.beam.split(",")
@@ -162,13 +180,14 @@ def main() -> int:
                   flush=True)
             for mode in modes:
                 got = run_once(data, work / f"home-{rows}-{mode}", mode,
-                               work / f"run-{rows}-{mode}.log")
+                               work / f"run-{rows}-{mode}.log",
+                               work / f"memory-{rows}-{mode}.csv" if args.trace else None)
                 results.append((rows, mode, got))
                 print(f"{_size(rows)} {mode}: exit {got['rc']}, wall {got['wall']:.1f} s, "
                       f"peak {got['peak_gb']:.2f} GB", flush=True)
         report(results)
     finally:
-        if args.keep:
+        if args.keep or args.trace:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)

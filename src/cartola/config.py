@@ -100,6 +100,11 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # String features: vocabulary learned by Transform plus OOV buckets.
     categorical_features: Tuple[str, ...] = ()
     oov_buckets: int = 1
+    # Transform's own TFDV statistics of its input and output (TFX's pre- and post-transform
+    # statistics, schema and anomalies artifacts), for those who browse them. Nothing here
+    # reads them: StatisticsGen and the gates already check the input. Off, Transform reads
+    # its data once less and its Beam workers hold no statistics (docs/SCALE.md).
+    transform_statistics: bool = False
     # Raw feature the Evaluator slices metrics by (empty: overall only).
     slice_feature: str = ""
     # CsvExampleGen hash split, train:eval buckets.

@@ -23,6 +23,38 @@ def test_ks_statistic_is_the_largest_cdf_gap():
     assert np.isnan(report.ks_statistic(scores, np.ones(7, dtype=int))[0])
 
 
+def _write_split(folder, records) -> None:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    folder.mkdir(parents=True)
+    for part, chunk in enumerate((records[:5], records[5:])):
+        with tf.io.TFRecordWriter(str(folder / f"data_tfrecord-{part}.gz"), "GZIP") as out:
+            for features in chunk:
+                example = tf.train.Example()
+                for name, value in features.items():
+                    target = example.features.feature[name]
+                    (target.float_list if isinstance(value, float) else
+                     target.int64_list).value.append(value)
+                out.write(example.SerializeToString())
+
+
+@pytest.mark.parametrize("kind", [int, float])
+def test_read_examples_keeps_labelled_records_in_order_across_batches(tmp_path, monkeypatch,
+                                                                      kind):
+    # The first batch of 3 has no label at all; batches span the two files.
+    records = [{"x": i, **({} if i < 3 or i % 4 == 1 else {"y": kind(i % 3 == 0)})}
+               for i in range(12)]
+    _write_split(tmp_path / "Split-eval", records)
+    monkeypatch.setattr(report, "READ_BATCH", 3)
+    serialized, labels = report.read_examples(str(tmp_path), "eval", "y")
+    kept = [record for record in records if "y" in record]
+    assert labels.tolist() == [int(record["y"]) for record in kept]
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    assert [tf.train.Example.FromString(s).features.feature["x"].int64_list.value[0]
+            for s in serialized] == [record["x"] for record in kept]
+    with pytest.raises(RegistryError, match="no train examples"):
+        report.read_examples(str(tmp_path), "train", "y")
+
+
 def test_no_metadata_is_a_clear_error(tmp_path, capsys, monkeypatch):
     with pytest.raises(RegistryError, match="run the pipeline first"):
         report.build_report(make_config(tmp_path))

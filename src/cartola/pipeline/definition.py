@@ -201,7 +201,8 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
     window.add_upstream_node(example_gen)
     transform = tfx.components.Transform(
         examples=window.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config=features.transform_spec(spec))
+        preprocessing_fn=PREPROCESSING_FN, custom_config=features.transform_spec(spec),
+        disable_statistics=not config.transform_statistics)
     transform.add_upstream_node(gate)
     transform.add_upstream_node(drift_gate)
     trainer = tfx.components.Trainer(
