@@ -63,8 +63,8 @@ class _Watcher:
         self.peaks: Dict[str, List[int]] = {}  # component -> [RSS, PSS, main process RSS]
         self._trace, self._started = trace, time.monotonic()
         if trace is not None:
-            trace.write_text("seconds,component,tree_rss_mb,main_rss_mb,processes\n",
-                             encoding="utf-8")
+            trace.write_text("seconds,component,tree_rss_mb,main_rss_mb,processes,"
+                             "main_cpu_s,workers_cpu_s\n", encoding="utf-8")
 
     def sample(self, process: psutil.Process) -> None:
         """Attribute the tree's memory now to the component that started last."""
@@ -80,10 +80,24 @@ class _Watcher:
         peaks = self.peaks.setdefault(self.current, [0, 0, 0])
         peaks[:] = [max(old, now) for old, now in zip(peaks, memory)]
         if self._trace is not None:
-            with open(self._trace, "a", encoding="utf-8") as out:
-                out.write(f"{time.monotonic() - self._started:.1f},{self.current},"
-                          f"{memory[0] / 1e6:.0f},{memory[2] / 1e6:.0f},"
-                          f"{len(process.children(recursive=True)) + 1}\n")
+            self._write_trace(process, memory)
+
+    def _write_trace(self, process: psutil.Process, memory: Tuple[int, int, int]) -> None:
+        """One CSV line: time, component, memory, and the CPU seconds the main process and
+        the live workers have used so far (user + system), to tell who is busy."""
+        children = process.children(recursive=True)
+        workers = 0.0
+        for child in children:
+            try:
+                times = child.cpu_times()
+            except psutil.Error:
+                continue
+            workers += times.user + times.system
+        own = process.cpu_times()
+        with open(self._trace, "a", encoding="utf-8") as out:
+            out.write(f"{time.monotonic() - self._started:.1f},{self.current},"
+                      f"{memory[0] / 1e6:.0f},{memory[2] / 1e6:.0f},{len(children) + 1},"
+                      f"{own.user + own.system:.1f},{workers:.1f}\n")
 
 
 def run_once(data: Path, home: Path, mode: str, log: Path,

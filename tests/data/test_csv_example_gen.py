@@ -114,13 +114,43 @@ def test_other_runners_and_partition_features_keep_the_beam_path():
     assert example_writer.unsupported(props, []) == "a partition feature"
 
 
+def test_shards_follow_the_direct_runners_workers():
+    assert example_writer.shard_count([]) == 1
+    assert example_writer.shard_count(["--direct_running_mode=in_memory",
+                                       "--direct_num_workers=1"]) == 1
+    assert example_writer.shard_count(["--direct_running_mode=multi_processing",
+                                       "--direct_num_workers=3"]) == 3
+    assert example_writer.shard_count(["--direct_num_workers=3",
+                                       "--direct_running_mode=multi_threading"]) == 3
+    assert example_writer.shard_count(["--direct_running_mode=multi_processing",
+                                       "--direct_num_workers=x"]) == 1
+
+
+def test_shards_hold_every_record_once_and_about_as_many_each(tmp_path):
+    records = [f"record {i}".encode() for i in range(5000)]
+    split = example_writer._ShuffledSplit(str(tmp_path), seed=0)  # pylint: disable=protected-access
+    try:
+        split.add(records)
+        split.write(str(tmp_path), 3)
+    finally:
+        split.discard()
+    files = sorted(tf.io.gfile.glob(f"{tmp_path}/*.gz"))
+    assert [path.rsplit("/", 1)[-1] for path in files] == [
+        f"data_tfrecord-0000{i}-of-00003.gz" for i in range(3)]
+    shards = [[r.numpy() for r in tf.data.TFRecordDataset([path], compression_type="GZIP")]
+              for path in files]
+    assert sorted(sum(shards, [])) == sorted(records)
+    assert all(abs(len(shard) - 5000 / 3) < 250 for shard in shards)
+
+
 def test_each_split_is_written_in_a_seeded_random_order(tmp_path):
     text = "id,label\n" + "".join(f"{i},{i % 2}\n" for i in range(3000))
     orders = []
     for name in ("first", "second"):
         _run(tmp_path, name, text, beam=False)
         files = tf.io.gfile.glob(f"{tmp_path / name}/out/Split-train/*")
-        assert [path.rsplit("/", 1)[-1] for path in files] == [example_writer.FILE_NAME]
+        assert [path.rsplit("/", 1)[-1] for path in files] == [
+            "data_tfrecord-00000-of-00001.gz"]
         orders.append([tf.train.Example.FromString(record.numpy()).features.feature["id"]
                        .int64_list.value[0]
                        for record in tf.data.TFRecordDataset(files, compression_type="GZIP")])

@@ -277,7 +277,8 @@ class Executor(tfx_csv.Executor):
             output_dict, exec_properties,
             lambda pattern: read_examples(os.path.join(input_base, pattern),
                                           dialect["delimiter"], dialect["decimal"],
-                                          LabelCoding(**dialect["label"])))
+                                          LabelCoding(**dialect["label"])),
+            example_writer.shard_count(self._beam_pipeline_args or []))
 
 
 def csv_example_gen(input_base: str, delimiter: str, decimal: str, input_config,

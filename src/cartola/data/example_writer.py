@@ -7,13 +7,14 @@ reshuffles and writes it one record at a time. Measured on the 2-CPU development
 multi-processing mode (~490 s in memory), whatever read the rows. Here a reader yields batches
 of serialized examples and this module routes each record with TFX's own partition function
 (the same bucket for the same bytes, so splits are those TFX would write), shuffles each split
-through scratch files and writes it as one gzipped TFRecord file: one process, a batch or a
-scratch file in memory at a time. Runs that name another Beam runner (Flink, Spark,
-Dataflow) keep TFX's Beam path, which scales out; so do the settings this writer does not
-cover.
+through scratch files and writes it as gzipped TFRecord files, one per Beam worker of the
+run (:func:`shard_count`): one process, a batch or a scratch file in memory at a time. Runs
+that name another Beam runner (Flink, Spark, Dataflow) keep TFX's Beam path, which scales
+out; so do the settings this writer does not cover.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from tfx.utils import proto_utils
 
 # A reader: an input split's pattern -> batches of serialized tf.Examples.
 Reader = Callable[[str], Iterable[List[bytes]]]
-FILE_NAME = "data_tfrecord-00000-of-00001.gz"  # the name TFX's one-shard WriteSplit gives
+FILE_NAME = "data_tfrecord-{index:05d}-of-{count:05d}.gz"  # as TFX's WriteSplit names shards
 SHUFFLE_BUCKETS = 64  # scratch files per split: 1M rows hold ~4 MB of records each in memory
 _GZIP = tf.io.TFRecordOptions(compression_type="GZIP")
 
@@ -61,6 +62,21 @@ def unsupported(exec_properties: Dict[str, Any], beam_args: List[str]) -> Option
     if payload not in (None, example_gen_pb2.FORMAT_TF_EXAMPLE):
         return "a payload other than tf.Example"
     return None
+
+
+def shard_count(beam_args: List[str]) -> int:
+    """Files per split: the DirectRunner's worker count in its multi-processing or
+    multi-threading mode, else 1. A gzipped file cannot be split, and the components that
+    read a split (StatisticsGen, Transform, the Evaluator) give each file to one worker: with
+    one file, one of two workers did all the work (measured: one core busy of two)."""
+    options = dict(arg.split("=", 1) for arg in beam_args if arg.startswith("--direct_")
+                   and "=" in arg)
+    if options.get("--direct_running_mode") not in ("multi_processing", "multi_threading"):
+        return 1
+    try:
+        return max(1, int(options.get("--direct_num_workers", "1")))
+    except ValueError:
+        return 1
 
 
 def _routed(batches: Iterable[List[bytes]], buckets: List[int],
@@ -97,12 +113,17 @@ class _ShuffledSplit:
             files[target].write(len(record).to_bytes(4, "little") + record)
         self.count += len(records)
 
-    def write(self, path: str) -> None:
-        """The shuffled records into ``path`` (gzipped TFRecord)."""
+    def write(self, folder: str, shards: int) -> None:
+        """The shuffled records into ``shards`` gzipped TFRecord files in ``folder``: whole
+        scratch files dealt round-robin, so each shard holds about as many records."""
         for handle in self._files:
             handle.close()
-        with tf.io.TFRecordWriter(path, _GZIP) as writer:
-            for index in self._rng.permutation(SHUFFLE_BUCKETS).tolist():
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(tf.io.TFRecordWriter(
+                os.path.join(folder, FILE_NAME.format(index=index, count=shards)), _GZIP))
+                for index in range(shards)]
+            for dealt, index in enumerate(self._rng.permutation(SHUFFLE_BUCKETS).tolist()):
+                writer = writers[dealt % shards]
                 with open(self._files[index].name, "rb") as handle:
                     data = handle.read()
                 records, position = [], 0
@@ -121,8 +142,9 @@ class _ShuffledSplit:
 
 
 def write_examples(output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any],
-                   read: Reader) -> Dict[str, int]:
-    """Write the Examples artifact's splits from ``read``; return the rows per split.
+                   read: Reader, shards: int = 1) -> Dict[str, int]:
+    """Write the Examples artifact's splits from ``read``, each in ``shards`` files; return
+    the rows per split.
 
     One input split hash-split into the output config's splits, or one output split per
     input split, as TFX's ExampleGen does; each split's records in a seeded random order.
@@ -153,7 +175,7 @@ def write_examples(output_dict: Dict[str, List[Any]], exec_properties: Dict[str,
                 for batch in read(split.pattern):
                     splits[target].add(batch)
         for split, folder in zip(splits, folders):
-            split.write(os.path.join(folder, FILE_NAME))
+            split.write(folder, shards)
     finally:
         for split in splits:
             split.discard()

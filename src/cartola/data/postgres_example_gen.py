@@ -180,7 +180,8 @@ class Executor(BaseExampleGenExecutor):
         if example_writer.unsupported(exec_properties, self._beam_pipeline_args or []) is None:
             settings = _settings(exec_properties)
             counts = example_writer.write_examples(
-                output_dict, exec_properties, lambda query: read_rows(settings, query))
+                output_dict, exec_properties, lambda query: read_rows(settings, query),
+                example_writer.shard_count(self._beam_pipeline_args or []))
         else:
             super().Do(input_dict, output_dict, exec_properties)
             counts = {split: _count(artifact_utils.get_split_uri([examples], split))

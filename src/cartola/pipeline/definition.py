@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+# TFX's modules themselves, not ``tfx.v1``: that also imports its Google Cloud extensions
+# (aiplatform), ~150 MB in every process that builds the pipeline, a local run's included.
+from tfx.components import (Evaluator, ExampleValidator, Pusher, StatisticsGen, Trainer,
+                            Transform)
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import range_config_pb2
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from cartola.pipeline.components import AtomicPushExecutor, DataValidationGate
 from cartola.config import Config, ConfigError
@@ -131,18 +139,18 @@ def _example_gen(config: Config, data_dir: Path, span: Optional[Span]):
     if span is not None and not flat:
         range_config = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
             start_span_number=span.number, end_span_number=span.number))
-    output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-        tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
-        tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
+    output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
     ]))
     if config.source == "postgresql":
         source = PostgresSource(config)
         return postgres_example_gen(
-            source, tfx.proto.Input(splits=[tfx.proto.Input.Split(
+            source, example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
                 name="single_split", pattern=source.query)]), output_config, range_config)
     return csv_example_gen(
         str(data_dir), config.csv_delimiter, config.csv_decimal,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
             name="single_split", pattern=FLAT_PATTERN if flat else config.span_pattern)]),
         output_config=output_config, range_config=range_config,
         label=LabelCoding.from_config(config))
@@ -151,7 +159,7 @@ def _example_gen(config: Config, data_dir: Path, span: Optional[Span]):
 def create_pipeline(config: Config, data_root: Optional[str] = None,
                     span: Optional[Span] = None, *, beam_args: Sequence[str],
                     component_beam_args: Optional[Mapping[str, Sequence[str]]] = None
-                    ) -> tfx.dsl.Pipeline:
+                    ) -> Pipeline:
     """The pipeline for ``config`` on ``span`` (from :func:`cartola.data.source.resolve_input`;
     None: ExampleGen's driver takes the newest span). ``data_root`` overrides
     ``config.data_root`` for one run; ``beam_args`` are the runner's choice for the span and
@@ -161,24 +169,24 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
     spec = features.feature_spec(config)
 
     example_gen = _example_gen(config, data_dir, span)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
                                                   stats_options=statistics_options())
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(frozen_schema(config)))
-    example_validator = tfx.components.ExampleValidator(
+    schema_gen = ImportSchemaGen(schema_file=str(frozen_schema(config)))
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"],
                               statistics=statistics_gen.outputs["statistics"],
                               label=config.label, min_positive_rate=config.min_positive_rate,
                               max_positive_rate=config.max_positive_rate)
-    statistics_resolver = tfx.dsl.Resolver(
+    statistics_resolver = Resolver(
         strategy_class=ServedStatisticsStrategy,
         config={"serving_dir": str(config.model_serving_dir)},
-        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+        statistics=Channel(type=standard_artifacts.ExampleStatistics,
                                    producer_component_id="StatisticsGen",
                                    output_key="statistics"),
-        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+        examples=Channel(type=standard_artifacts.Examples,
                                  producer_component_id=example_gen.id, output_key="examples"),
-        pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
+        pushed_model=Channel(type=standard_artifacts.PushedModel),
     ).with_id("served_statistics_resolver")
     drift_gate = DriftGate(  # pylint: disable=no-value-for-parameter
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
@@ -191,48 +199,48 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
         label_odds_ratio=config.label_drift_odds_ratio)
     # Every Examples artifact ExampleGen wrote; the strategy keeps this run's span and the
     # train_spans - 1 spans before it. Runs after ExampleGen, so this run's span is there.
-    window = tfx.dsl.Resolver(
+    window = Resolver(
         strategy_class=SpanWindowStrategy,
         config={"num_spans": config.train_spans,
                 "span": span.number if span is not None else -1},
-        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+        examples=Channel(type=standard_artifacts.Examples,
                                  producer_component_id=example_gen.id, output_key="examples"),
     ).with_id("training_window")
     window.add_upstream_node(example_gen)
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=window.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config=features.transform_spec(spec),
         disable_statistics=not config.transform_statistics)
     transform.add_upstream_node(gate)
     transform.add_upstream_node(drift_gate)
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=0),
-        eval_args=tfx.proto.EvalArgs(num_steps=0),
+        train_args=trainer_pb2.TrainArgs(num_steps=0),
+        eval_args=trainer_pb2.EvalArgs(num_steps=0),
         custom_config=spec)
-    model_resolver = tfx.dsl.Resolver(
+    model_resolver = Resolver(
         strategy_class=ServedModelStrategy,
         config={"serving_dir": str(config.model_serving_dir)},
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
+        model=Channel(type=standard_artifacts.Model),
+        pushed_model=Channel(type=standard_artifacts.PushedModel),
     ).with_id("served_model_resolver")
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config), module_path=EVALUATOR_MODULE)
-    pusher = tfx.components.Pusher(
+    pusher = Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=str(config.model_serving_dir))),
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor))
 
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=str(config.pipeline_dir),
         components=_with_beam_args(
