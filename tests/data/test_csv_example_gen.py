@@ -126,6 +126,19 @@ def test_shards_follow_the_direct_runners_workers():
                                        "--direct_num_workers=x"]) == 1
 
 
+def test_a_multi_processing_run_writes_a_file_per_worker_with_the_same_splits(tmp_path):
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor  # pylint: disable=import-outside-toplevel
+    text = "id,label\n" + "".join(f"{i},{i % 2}\n" for i in range(2000))
+    one, _ = _run(tmp_path, "one", text, beam=False)
+    two, _ = _run(tmp_path, "two", text, beam=False, executor=csv_example_gen.Executor(
+        BaseBeamExecutor.Context(beam_pipeline_args=[
+            "--direct_running_mode=multi_processing", "--direct_num_workers=2"])))
+    assert two == one
+    for split in ("train", "eval"):
+        assert sorted(path.name for path in (tmp_path / "two" / "out" / f"Split-{split}")
+                      .glob("*.gz")) == [f"data_tfrecord-0000{i}-of-00002.gz" for i in (0, 1)]
+
+
 def test_shards_hold_every_record_once_and_about_as_many_each(tmp_path):
     records = [f"record {i}".encode() for i in range(5000)]
     split = example_writer._ShuffledSplit(str(tmp_path), seed=0)  # pylint: disable=protected-access
