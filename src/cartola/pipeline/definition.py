@@ -170,7 +170,7 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
 
     example_gen = _example_gen(config, data_dir, span)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
-                                                  stats_options=statistics_options())
+                                   stats_options=statistics_options())
     schema_gen = ImportSchemaGen(schema_file=str(frozen_schema(config)))
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
@@ -182,10 +182,9 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
         strategy_class=ServedStatisticsStrategy,
         config={"serving_dir": str(config.model_serving_dir)},
         statistics=Channel(type=standard_artifacts.ExampleStatistics,
-                                   producer_component_id="StatisticsGen",
-                                   output_key="statistics"),
+                           producer_component_id="StatisticsGen", output_key="statistics"),
         examples=Channel(type=standard_artifacts.Examples,
-                                 producer_component_id=example_gen.id, output_key="examples"),
+                         producer_component_id=example_gen.id, output_key="examples"),
         pushed_model=Channel(type=standard_artifacts.PushedModel),
     ).with_id("served_statistics_resolver")
     drift_gate = DriftGate(  # pylint: disable=no-value-for-parameter
@@ -204,7 +203,7 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
         config={"num_spans": config.train_spans,
                 "span": span.number if span is not None else -1},
         examples=Channel(type=standard_artifacts.Examples,
-                                 producer_component_id=example_gen.id, output_key="examples"),
+                         producer_component_id=example_gen.id, output_key="examples"),
     ).with_id("training_window")
     window.add_upstream_node(example_gen)
     transform = Transform(
