@@ -33,15 +33,16 @@ PSS_EVERY = 10  # samples (of 0.2 s) between two PSS readings
 HEAVY = ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator")
 
 
-def tree_memory(process: psutil.Process, pss: bool) -> Tuple[int, int, int]:
-    """(RSS, PSS) bytes summed over ``process`` and all its descendants, and the RSS of
-    ``process`` alone (PSS 0 unless
-    ``pss``: reading it walks every mapping, too slow for each sample). Summed RSS counts the
+def tree_memory(process: psutil.Process, pss: bool,
+                members: Optional[List[psutil.Process]] = None) -> Tuple[int, int, int]:
+    """(RSS, PSS) bytes summed over ``process`` and all its descendants (``members``, when
+    the caller listed them already), and the RSS of ``process`` alone (PSS 0 unless ``pss``:
+    reading it walks every mapping, too slow for each sample). Summed RSS counts the
     pages processes share (TensorFlow's libraries, mapped by every Beam worker) once per
     process; PSS splits each shared page between its sharers, so its sum is what the tree
     takes from the machine."""
     totals = [0, 0, 0]
-    for member in [process] + process.children(recursive=True):
+    for member in members or [process] + process.children(recursive=True):
         try:
             info = member.memory_full_info() if pss else member.memory_info()
         except psutil.Error:  # a worker that just exited
@@ -76,16 +77,19 @@ class _Watcher:
         for match in self.STARTED.finditer(new):
             self.current = match.group(1).decode()
         self._count += 1
-        memory = tree_memory(process, pss=self._count % PSS_EVERY == 0)
+        members = [process] + process.children(recursive=True)
+        memory = tree_memory(process, self._count % PSS_EVERY == 0, members)
         peaks = self.peaks.setdefault(self.current, [0, 0, 0])
         peaks[:] = [max(old, now) for old, now in zip(peaks, memory)]
         if self._trace is not None:
-            self._write_trace(process, memory)
+            self._write_trace(members, memory)
 
-    def _write_trace(self, process: psutil.Process, memory: Tuple[int, int, int]) -> None:
-        """One CSV line: time, component, memory, and the CPU seconds the main process and
-        the live workers have used so far (user + system), to tell who is busy."""
-        children = process.children(recursive=True)
+    def _write_trace(self, members: List[psutil.Process],
+                     memory: Tuple[int, int, int]) -> None:
+        """One CSV line: time, component, memory, and the CPU seconds the main process
+        (``members[0]``) and the live workers have used so far (user + system), to tell who
+        is busy."""
+        process, children = members[0], members[1:]
         workers = 0.0
         for child in children:
             try:
