@@ -104,6 +104,40 @@ def test_old_logs_are_pruned(tmp_path):
     assert len(list(folder.glob("*.log"))) == console.KEEP_LOGS + 1
 
 
+# A long-lived child (a server's worker): its own quiet console on the parent's log.
+_CHILD = """
+import logging, os, sys
+from pathlib import Path
+from cartola import console
+logging.basicConfig(level=logging.INFO)
+with console.quiet_console(Path(os.environ[console.CONSOLE_LOG_ENV])):
+    os.write(2, b"child C++ line\\n")
+    logging.getLogger("absl").info("child library record")
+    logging.getLogger("cartola.serving").info("serving m version 2")
+    print("child ready")
+"""
+
+
+def test_children_started_for_the_terminal_split_their_own_output(tmp_path, capfd):
+    log = console.log_path_for(tmp_path / "logs", "serve")
+    with console.quiet_console(log):
+        with console.terminal_for_children():
+            subprocess.run([sys.executable, "-c", _CHILD], check=True, timeout=120,
+                           env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+        assert console.CONSOLE_LOG_ENV not in os.environ
+        os.write(2, b"parent C++ line after the block\n")
+        # Without the block a child writes everything to the log, as Beam's workers do.
+        subprocess.run([sys.executable, "-c", "print('unsplit child')"], check=True)
+    out, err = capfd.readouterr()
+    assert out == "child ready\n"
+    assert err.endswith(" INFO serving m version 2\n") and len(err.splitlines()) == 1
+    text = log.read_text(encoding="utf-8")
+    for line in ("child C++ line", "INFO absl: child library record",
+                 "parent C++ line after the block", "unsplit child"):
+        assert line in text
+    assert "child ready" not in text  # a print reaches the terminal only
+
+
 def _cartola_run(home):
     env = {name: value for name, value in os.environ.items() if not name.startswith("CARTOLA_")}
     env.update(CARTOLA_HOME=str(home), CARTOLA_DATA_ROOT=str(REPO / "data"),

@@ -18,13 +18,17 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Iterator, List, Optional, TextIO
+from typing import Iterator, List, Optional, TextIO, Tuple
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 KEEP_LOGS = 20  # newest log files kept per folder
 COMPONENT = "cartola_component"  # attribute naming the pipeline component an error stopped
 USER_MISTAKE = 2  # the exit code of a user's mistake, which its one line explains
 PROJECT_LOGGER = "cartola"  # records of this logger and its children are the project's lines
+# The open quiet console's log, for child processes that split their own output.
+CONSOLE_LOG_ENV = "CARTOLA_CONSOLE_LOG"
+# The open quiet console's (log, its descriptor, the terminal's stdout and stderr copies).
+_open: List[Tuple[Path, int, int, int]] = []
 
 
 class Console:
@@ -120,10 +124,12 @@ def quiet_console(log_path: Optional[Path], verbose: bool = False) -> Iterator[C
         os.dup2(log.fileno(), 2)
         sys.stdout = _console_stream(old_out, 1, saved_out)
         sys.stderr = _console_stream(old_err, 2, saved_err)
+        _open.append((log_path, log.fileno(), saved_out, saved_err))
         try:
             with _logging_to(log, sys.stderr):
                 yield Console(log_path, verbose)
         finally:
+            _open.pop()
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()
@@ -137,6 +143,36 @@ def quiet_console(log_path: Optional[Path], verbose: bool = False) -> Iterator[C
             os.dup2(saved_err, 2)
             os.close(saved_out)
             os.close(saved_err)
+
+
+@contextlib.contextmanager
+def terminal_for_children() -> Iterator[None]:
+    """Processes started in the block get the terminal as descriptors 1 and 2, and
+    ``$CARTOLA_CONSOLE_LOG`` names the log, so a long-lived child (a server's worker) splits
+    its own output with :func:`quiet_console` on that log: a fork or spawn cannot inherit the
+    console's copies of the terminal's descriptors. Nothing changes without a quiet console.
+    While the block runs, this process's own descriptor-level writes reach the terminal too:
+    use it only around a process that loads no noisy library itself."""
+    if not _open:
+        yield
+        return
+    log_path, log_fd, saved_out, saved_err = _open[-1]
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved_env = os.environ.get(CONSOLE_LOG_ENV)
+    os.environ[CONSOLE_LOG_ENV] = str(log_path)
+    os.dup2(saved_out, 1)
+    os.dup2(saved_err, 2)
+    try:
+        yield
+    finally:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        if saved_env is None:
+            os.environ.pop(CONSOLE_LOG_ENV, None)
+        else:
+            os.environ[CONSOLE_LOG_ENV] = saved_env
 
 
 def one_line(command: str, err: BaseException) -> str:

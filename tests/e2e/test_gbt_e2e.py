@@ -9,8 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
 import urllib.request
 
 import numpy as np
@@ -62,18 +62,38 @@ def _predict(url: str, rows):
         return response.status, response.headers["X-Model-Version"], json.loads(response.read())
 
 
-def _wait_for_version(url: str, version: int, process, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        assert process.poll() is None, process.communicate()
-        try:
-            status, body = _get(url)
-            if status == 200 and body["model_version_status"][0]["version"] == str(version):
-                return
-        except (urllib.error.URLError, OSError):  # refused, reset or slow while workers load
-            pass
-        assert time.monotonic() < deadline, f"the server did not serve version {version}"
-        time.sleep(0.5)
+WORKERS = 2
+
+
+class _Output:
+    """The server's console lines, read in a thread (a full pipe would stall the server)."""
+
+    def __init__(self, process):
+        self.process = process
+        self.lines: list = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line.decode(errors="replace"))
+
+    def wait_for(self, text: str, count: int, seconds: float = 300) -> None:
+        """Until ``count`` lines contain ``text`` (one per worker, say)."""
+        deadline = time.monotonic() + seconds
+        while sum(text in line for line in self.lines) < count:
+            assert self.process.poll() is None, "".join(self.lines[-30:])
+            assert time.monotonic() < deadline, f"no {count} x {text!r}: " + "".join(
+                self.lines[-30:])
+            time.sleep(0.2)
+
+
+def _served_everywhere(url: str, rows, version: int) -> None:
+    """The status and ten predictions on fresh connections (spread over the workers by the
+    kernel) all answer ``version``."""
+    status, body = _get(url)
+    assert status == 200 and body["model_version_status"][0]["version"] == str(version)
+    for _ in range(10):
+        assert _predict(f"{url}:predict", rows)[:2] == (200, str(version))
 
 
 def test_version_2_is_a_tree_model_that_records_its_ops(linear_then_gbt):
@@ -107,10 +127,12 @@ def test_gbt_served_scored_and_rolled_back(linear_then_gbt, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1/models/{config.model_name}"
     with subprocess.Popen([sys.executable, "-m", "cartola.cli", "serve", "--port", str(port),
-                           "--poll-seconds", "1"], env=_env(config),
+                           "--poll-seconds", "1", "--workers", str(WORKERS)], env=_env(config),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as server:
+        output = _Output(server)
         try:
-            _wait_for_version(url, 2, server)
+            output.wait_for("ready: version 2", WORKERS)
+            _served_everywhere(url, rows, 2)
             status, version, body = _predict(f"{url}:predict", rows)
             assert (status, version) == (200, "2")
             served = np.array(body["predictions"]).reshape(-1)
@@ -131,7 +153,9 @@ def test_gbt_served_scored_and_rolled_back(linear_then_gbt, tmp_path):
 
             back = _cartola(config, "rollback", "--reason", "trees on trial")
             assert back.returncode == 0 and "serving version 1 (was 2)" in back.stdout, back
-            _wait_for_version(url, 1, server)
+            # Each worker watches the pin on its own: wait until every one has swapped.
+            output.wait_for(f"serving {config.model_name} version 1", WORKERS)
+            _served_everywhere(url, rows, 1)
             status, version, body = _predict(f"{url}:predict", rows)
             assert (status, version) == (200, "1")
             assert not np.allclose(np.array(body["predictions"]).reshape(-1), in_process)

@@ -22,6 +22,7 @@ then running requests finish (10 s at most) and the request log closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from typing import Any, Dict, Optional
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from cartola.console import CONSOLE_LOG_ENV, quiet_console, terminal_for_children
 from cartola.serving.metrics import MULTIPROC_ENV
 
 LOG = logging.getLogger("cartola.serving")
@@ -143,6 +145,9 @@ def worker_app():
     from cartola.serving.metrics import ServingMetrics
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
+    console = contextlib.ExitStack()
+    if os.environ.get(CONSOLE_LOG_ENV):  # under `cartola serve`: libraries to its log file
+        console.enter_context(quiet_console(Path(os.environ[CONSOLE_LOG_ENV])))
     settings = json.loads(os.environ[SETTINGS_ENV])
     config = load_config(settings["config"])
     metrics = ServingMetrics()
@@ -164,6 +169,7 @@ def worker_app():
         registry.stop()
         if request_log is not None:
             request_log.close()
+        console.close()
 
     return _Worker(app, stop, settings["rebalance_every"])
 
@@ -208,7 +214,8 @@ def serve_workers(settings: Dict[str, Any], sock, workers: int,
         supervisor = _Supervisor(config, sockets=[sock])
         if announce:
             print(announce, flush=True)
-        supervisor.run()
+        with terminal_for_children():  # each worker splits its own output (the quiet console)
+            supervisor.run()
     finally:
         sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
