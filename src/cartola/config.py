@@ -187,16 +187,18 @@ class Config:  # pylint: disable=too-many-instance-attributes
     # below beam_multi_processing_mb of span input and in multi-processing mode on
     # beam_workers processes (0: every core) from there; "in_memory" / "multi_processing"
     # force one. beam_args are added; naming --runner or a DirectRunner mode there wins.
-    # Where "auto" picks multi-processing, the components named in beam_threaded (for
-    # example "StatisticsGen,Transform") run multi-threaded on as many threads instead: their
-    # work is TensorFlow and C++, outside the GIL, so one process does it as fast as several,
-    # each of which holds its own TensorFlow (at 1M rows: Transform 1.95 GB peak against
-    # 3.66, the same time). Off by default: Beam's multi-threaded mode with several workers
-    # has a known flake (apache/beam#21104) that failed one Transform in four here. Never
-    # the Evaluator: multi-threaded, its runner held 24 GB at 1M rows.
+    # Where "auto" picks multi-processing, the components named in beam_in_memory (for
+    # example "Transform,Evaluator", where memory binds) still run in memory in the run's own
+    # process: each worker process holds its own TensorFlow, ~0.8 GB before it reads a row
+    # (1M rows: peak 2.66 GB against 3.26, 1.5x the pipeline time; docs/SCALE.md). Those in
+    # beam_threaded (for example "StatisticsGen") run multi-threaded on as many threads,
+    # off by default: Beam's multi-threaded mode with several workers has a known flake
+    # (apache/beam#21104) that failed one Transform in four here. Never the Evaluator:
+    # multi-threaded, its runner held 24 GB at 1M rows.
     beam_mode: str = "auto"
     beam_workers: int = 0
     beam_multi_processing_mb: float = 32.0
+    beam_in_memory: Tuple[str, ...] = ()
     beam_threaded: Tuple[str, ...] = ()
     beam_args: Tuple[str, ...] = ()
     enable_cache: bool = True

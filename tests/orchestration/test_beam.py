@@ -13,27 +13,43 @@ from cartola.orchestration import beam
 
 
 def test_auto_picks_by_size_and_says_why(tmp_path):
-    config = make_config(tmp_path, beam_multi_processing_mb=32,
-                         beam_threaded=("StatisticsGen", "Transform"))
+    config = make_config(tmp_path, beam_multi_processing_mb=32)
     small = beam.choose(config, 9_700_000)
-    assert small.args == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert small.args == ["--direct_running_mode=in_memory", "--direct_num_workers=1",
+                          beam.LOCAL_DEPENDENCIES]
     assert small.reason == ("DirectRunner in-memory, 1 worker (9.7 MB of input < "
                             "beam_multi_processing_mb = 32)")
+    assert not small.components
     large = beam.choose(config, 97_000_000)
     cores = worker_count(0)
     assert cores == len(os.sched_getaffinity(0)) and worker_count(3) == 3
     assert large.args == ["--direct_running_mode=multi_processing",
-                          f"--direct_num_workers={cores}"]
-    assert "97.0 MB of input >= beam_multi_processing_mb = 32" in large.reason
-    assert large.reason.endswith("; multi-threading for StatisticsGen, Transform "
-                                 "(beam_threaded)")
-    assert large.components == {name: ["--direct_running_mode=multi_threading"]
-                                for name in ("StatisticsGen", "Transform")}
-    assert not small.components
-    unthreaded = beam.choose(make_config(tmp_path), 97_000_000)  # the default
-    assert not unthreaded.components and "beam_threaded" not in unthreaded.reason
+                          f"--direct_num_workers={cores}", beam.LOCAL_DEPENDENCIES]
+    assert large.reason.endswith("(97.0 MB of input >= beam_multi_processing_mb = 32)")
+    assert not large.components  # by default every Beam component runs on every core
+    lean = beam.choose(make_config(tmp_path, beam_in_memory=("Transform", "Evaluator")),
+                       97_000_000)
+    assert lean.args == large.args
+    assert lean.reason.endswith("; in-memory for Transform, Evaluator (beam_in_memory)")
+    assert lean.components == {name: ["--direct_running_mode=in_memory",
+                                      "--direct_num_workers=1"]
+                               for name in ("Transform", "Evaluator")}
     assert beam.choose(config, None).reason.endswith("(input size unknown)")
     assert beam.choose(config, None).args[0] == "--direct_running_mode=in_memory"
+
+
+def test_threaded_wins_over_in_memory(tmp_path):
+    config = make_config(tmp_path, beam_in_memory=("Transform", "Evaluator"),
+                         beam_threaded=("StatisticsGen", "Transform"))
+    large = beam.choose(config, 97_000_000)
+    assert large.reason.endswith("; in-memory for Evaluator (beam_in_memory); multi-threading "
+                                 "for StatisticsGen, Transform (beam_threaded)")
+    assert large.components == {
+        "Evaluator": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+        "StatisticsGen": ["--direct_running_mode=multi_threading"],
+        "Transform": ["--direct_running_mode=multi_threading"]}
+    default = beam.choose(make_config(tmp_path), 97_000_000).reason
+    assert "beam_in_memory" not in default and "beam_threaded" not in default
 
 
 def test_config_mode_workers_and_runner_override(tmp_path):
@@ -42,6 +58,7 @@ def test_config_mode_workers_and_runner_override(tmp_path):
                          beam_args=("--direct_running_mode_extra_flag_is_not_a_runner",))
     choice = beam.choose(forced, 10)
     assert choice.args == ["--direct_running_mode=multi_processing", "--direct_num_workers=3",
+                           beam.LOCAL_DEPENDENCIES,
                            "--direct_running_mode_extra_flag_is_not_a_runner"]
     assert choice.reason == ("DirectRunner multi-processing, 3 workers "
                              "(beam_mode = multi_processing)")
@@ -55,6 +72,16 @@ def test_config_mode_workers_and_runner_override(tmp_path):
         make_config(tmp_path, beam_mode="fast")
     with pytest.raises(ConfigError, match="beam_workers must be >= 0"):
         make_config(tmp_path, beam_workers=-1)
+
+
+def test_direct_runner_options_spare_tfx_its_package_a_remote_runner_gets_it(tmp_path):
+    # pylint: disable-next=import-outside-toplevel
+    from tfx.utils import dependency_utils  # TFX: imported on use
+    for size in (10, 10**9):
+        args = beam.choose(make_config(tmp_path), size).args
+        assert dependency_utils.make_beam_dependency_flags(args) == args  # nothing built
+    own = beam.choose(make_config(tmp_path, beam_args=("--runner=FlinkRunner",)), 10).args
+    assert beam.LOCAL_DEPENDENCIES not in own  # TFX's own package for remote workers
 
 
 def test_span_size_counts_the_span_files_only(tmp_path):
@@ -80,22 +107,28 @@ def _mode(component) -> str:
     return modes[-1]
 
 
-def test_threaded_components_override_the_pipeline_mode_and_only_they(tmp_path):
+def test_component_modes_override_the_pipeline_mode_and_only_theirs(tmp_path):
     # pylint: disable-next=import-outside-toplevel
     from cartola.pipeline.definition import create_pipeline  # TFX: imported on use
-    config = make_config(tmp_path, beam_threaded=("StatisticsGen", "Transform"))
+    config = make_config(tmp_path, beam_in_memory=("Transform", "Evaluator"),
+                         beam_threaded=("StatisticsGen",))
     choice = beam.choose(config, 10**9)
     pipeline = create_pipeline(config, beam_args=choice.args,
                                component_beam_args=choice.components)
     by_id = {c.id: c for c in pipeline.components if hasattr(c, "with_beam_pipeline_args")}
     modes = {name: _mode(component) for name, component in by_id.items()}
-    assert modes["StatisticsGen"] == modes["Transform"] == "multi_threading"
-    assert modes["Evaluator"] == "multi_processing"
+    assert modes == {"CsvExampleGen": "multi_processing", "StatisticsGen": "multi_threading",
+                     "Transform": "in_memory", "Evaluator": "in_memory"}
     assert f"--direct_num_workers={worker_count(0)}" in \
-        by_id["Transform"].executor_spec.beam_pipeline_args  # threads: one per core
-    with pytest.raises(ConfigError, match="beam_threaded: Trainer is not a Beam component"):
+        by_id["StatisticsGen"].executor_spec.beam_pipeline_args  # threads: one per core
+    workers = [arg for arg in by_id["Transform"].executor_spec.beam_pipeline_args
+               if arg.startswith("--direct_num_workers=")]
+    assert workers[-1] == "--direct_num_workers=1"  # the last one is what Beam reads
+    with pytest.raises(ConfigError, match="component Beam options: Trainer is not a Beam "
+                                          "component"):
         create_pipeline(config, beam_args=choice.args,
                         component_beam_args={"Trainer": ["--direct_running_mode=in_memory"]})
-    typo = make_config(tmp_path, beam_threaded=("Transfrom",))  # a small span: not applied
-    with pytest.raises(ConfigError, match="beam_threaded: Transfrom is not a Beam component"):
-        create_pipeline(typo, beam_args=beam.choose(typo, 10).args)
+    for key in ("beam_threaded", "beam_in_memory"):  # a small span: not applied, still checked
+        typo = make_config(tmp_path, **{key: ("Transfrom",)})
+        with pytest.raises(ConfigError, match=f"{key}: Transfrom is not a Beam component"):
+            create_pipeline(typo, beam_args=beam.choose(typo, 10).args)

@@ -1,6 +1,6 @@
 """Beam pipeline options by data size: the in-memory DirectRunner for small spans, its
-multi-processing mode on every core for large ones (multi-threading for the components that
-do not need processes), or whatever runner the config names."""
+multi-processing mode on every core for large ones (in memory or multi-threading for the
+components that do not need processes), or whatever runner the config names."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +12,12 @@ from cartola.data.spans import FLAT_PATTERN, Span
 
 # Options that mean the user chose the runner or its mode: beam_args then win outright.
 _RUNNER_FLAGS = ("--runner", "--direct_running_mode", "--direct_num_workers")
+# TFX's Beam executors repackage TFX's own installation for remote workers on every run of
+# every Beam component (a 48 MB copy and a `setup.py sdist` subprocess, 1 to 2 s, left in
+# the temp folder) unless the options name where the workers' dependencies come from
+# (tfx.utils.dependency_utils). The DirectRunner's workers run this interpreter, and it
+# neither stages packages nor reads an SDK image, so naming one ends the repackaging.
+LOCAL_DEPENDENCIES = "--sdk_container_image=none"
 
 
 class BeamChoice(NamedTuple):
@@ -54,13 +60,21 @@ def choose(config, size: Optional[int]) -> BeamChoice:
     count = worker_count(config.beam_workers) if mode != "in_memory" else 1
     reason = (f"DirectRunner {mode.replace('_', '-')}, {count} worker{'s' if count > 1 else ''}"
               f" ({why})")
-    threaded = {}
-    if config.beam_mode == "auto" and mode == "multi_processing" and config.beam_threaded:
-        threaded = {name: ["--direct_running_mode=multi_threading"]
-                    for name in config.beam_threaded}
-        reason += f"; multi-threading for {', '.join(config.beam_threaded)} (beam_threaded)"
-    return BeamChoice([f"--direct_running_mode={mode}", f"--direct_num_workers={count}"] + extra,
-                      reason, threaded)
+    components = {}
+    if config.beam_mode == "auto" and mode == "multi_processing":
+        # A component named in both runs multi-threaded, as beam_threaded is applied last.
+        for key, names, args in (
+                ("beam_in_memory", [name for name in config.beam_in_memory
+                                    if name not in config.beam_threaded],
+                 ["--direct_running_mode=in_memory", "--direct_num_workers=1"]),
+                ("beam_threaded", config.beam_threaded,
+                 ["--direct_running_mode=multi_threading"])):
+            components.update((name, args) for name in names)
+            if names:
+                mode_name = args[0].split("=")[1].replace("_", "-")
+                reason += f"; {mode_name} for {', '.join(names)} ({key})"
+    return BeamChoice([f"--direct_running_mode={mode}", f"--direct_num_workers={count}",
+                       LOCAL_DEPENDENCIES] + extra, reason, components)
 
 
 def for_span(config, span: Optional[Span]) -> BeamChoice:

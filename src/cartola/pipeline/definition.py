@@ -245,23 +245,25 @@ def create_pipeline(config: Config, data_root: Optional[str] = None,
         components=_with_beam_args(
             [example_gen, statistics_gen, schema_gen, example_validator, gate,
              statistics_resolver, drift_gate, window, transform, trainer, model_resolver,
-             evaluator, pusher], component_beam_args or {}, config.beam_threaded),
+             evaluator, pusher], component_beam_args or {},
+            {"beam_in_memory": config.beam_in_memory, "beam_threaded": config.beam_threaded}),
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config(config),
         beam_pipeline_args=list(beam_args))
 
 
 def _with_beam_args(components: list, by_id: Mapping[str, Sequence[str]],
-                    threaded: Sequence[str]) -> list:
+                    named: Mapping[str, Sequence[str]]) -> list:
     """``components``, given their per-component Beam options (TFX puts them after the
-    pipeline's, so they win). A name there or in ``threaded`` (the config's, checked on small
+    pipeline's, so they win). A name there or in a config list of ``named`` (checked on small
     spans too, where it does not apply) that is not one of the pipeline's Beam components is
     the user's config error."""
     beam_ids = {c.id: c for c in components if hasattr(c, "with_beam_pipeline_args")}
-    unknown = sorted((set(by_id) | set(threaded)) - set(beam_ids))
-    if unknown:
-        raise ConfigError(f"beam_threaded: {', '.join(unknown)} is not a Beam component of "
-                          f"the pipeline; those are {', '.join(sorted(beam_ids))}")
+    for key, names in {**named, "component Beam options": tuple(by_id)}.items():
+        unknown = sorted(set(names) - set(beam_ids))
+        if unknown:
+            raise ConfigError(f"{key}: {', '.join(unknown)} is not a Beam component of the "
+                              f"pipeline; those are {', '.join(sorted(beam_ids))}")
     for name, args in by_id.items():
         beam_ids[name].with_beam_pipeline_args(list(args))
     return components
