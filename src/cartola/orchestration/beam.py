@@ -63,16 +63,15 @@ def choose(config, size: Optional[int]) -> BeamChoice:
     components = {}
     if config.beam_mode == "auto" and mode == "multi_processing":
         # A component named in both runs multi-threaded, as beam_threaded is applied last.
-        for key, names, args in (
-                ("beam_in_memory", [name for name in config.beam_in_memory
-                                    if name not in config.beam_threaded],
-                 ["--direct_running_mode=in_memory", "--direct_num_workers=1"]),
-                ("beam_threaded", config.beam_threaded,
-                 ["--direct_running_mode=multi_threading"])):
-            components.update((name, args) for name in names)
+        for key, own_mode, names, more in (
+                ("beam_in_memory", "in_memory", [name for name in config.beam_in_memory
+                                                 if name not in config.beam_threaded],
+                 ["--direct_num_workers=1"]),
+                ("beam_threaded", "multi_threading", config.beam_threaded, [])):
+            components.update((name, [f"--direct_running_mode={own_mode}"] + more)
+                              for name in names)
             if names:
-                mode_name = args[0].split("=")[1].replace("_", "-")
-                reason += f"; {mode_name} for {', '.join(names)} ({key})"
+                reason += f"; {own_mode.replace('_', '-')} for {', '.join(names)} ({key})"
     return BeamChoice([f"--direct_running_mode={mode}", f"--direct_num_workers={count}",
                        LOCAL_DEPENDENCIES] + extra, reason, components)
 
